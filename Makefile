@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine (see README.md):
+#   make book   set up .venv, then build the HTML book into _build/html (executing every chapter)
+#   make test   set up .venv, then unit tests, notebooks under nbval, jupytext pairing, strict book build, browser check
+# Point at a local CIFAR-10 copy with EVA9_DATA_DIR=/path/to/cifar10 (else torchvision downloads it into data/).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Notebooks execute with book/ as their working directory, so hand them an absolute data path.
+ifdef EVA9_DATA_DIR
+export EVA9_DATA_DIR := $(abspath $(EVA9_DATA_DIR))
+endif
+
+.PHONY: setup book test unit notebooks pairing book-strict browser-check chromium clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build .
+	@echo "Book built: open _build/html/index.html"
+
+test: unit notebooks pairing book-strict browser-check
+
+unit: $(STAMP)
+	$(BIN)/pytest tests --ignore=tests/html
+
+notebooks: $(STAMP)
+	EVA9_PROFILE=smoke $(BIN)/pytest --nbval book/
+
+pairing: $(STAMP)
+	$(BIN)/jupytext --to ipynb --update book/*.md
+	git diff --exit-code -- '*.ipynb'
+
+book-strict: $(STAMP)
+	EVA9_PROFILE=smoke $(BIN)/jupyter-book build . -W -n --keep-going
+
+browser-check: $(STAMP) chromium
+	$(BIN)/pytest tests/html
+
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "Installing Debian's chromium and chromium-driver for the browser check"; \
+	  apt-get update -q && apt-get install -y -q chromium chromium-driver; }
+
+clean:
+	rm -rf _build .pytest_cache book/runs
