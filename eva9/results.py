@@ -1,0 +1,334 @@
+"""Recorded full-run results: loading ``results/*.json``, the course's reference run, and tables for the book.
+
+A recorded run is one JSON file written by ``benchmarks/full_runs.py`` after training a profile end to end
+(normally on a GPU). Accuracies are fractions in [0, 1] everywhere; tables format them as percentages.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TARGET_ACCURACY",
+    "RESULTS_DIR",
+    "REFERENCE_RUN",
+    "Table",
+    "provenance",
+    "versions",
+    "machine",
+    "epochs_to_target",
+    "validate_run",
+    "load_run_file",
+    "load_recorded_runs",
+    "run_summary",
+    "summary_table",
+    "class_accuracy_table",
+    "run_history",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the recorded-run JSON layout; bumped when a field changes meaning."""
+
+TARGET_ACCURACY = 0.87
+"""The course's target test accuracy."""
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+"""The repository's ``results/`` folder (next to the ``eva9`` package in a source checkout)."""
+
+_SHORT_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+REFERENCE_RUN: dict[str, Any] = {
+    "profile": "reference",
+    "source": "the course's seed notebook (its printed output after the last epoch)",
+    "recipe": "ResNet18, 50 epochs, batch 128, SGD lr 0.01 momentum 0.9, constant lr, cross-entropy",
+    "epochs": 50,
+    "batch_size": 128,
+    "final_test_acc": 0.887,
+    "final_train_acc": 0.982,
+    "class_accuracy": {
+        "plane": 0.94, "car": 0.95, "bird": 0.75, "cat": 0.83, "deer": 0.97,
+        "dog": 0.86, "frog": 0.93, "horse": 0.90, "ship": 1.00, "truck": 0.97,
+    },
+}
+"""The reference run the course compares against (accuracies as fractions, per class keyed by short name)."""
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema": int,
+    "profile": str,
+    "device": str,
+    "date": str,
+    "versions": dict,
+    "config": dict,
+    "history": dict,
+    "wall_seconds": (int, float),
+    "final_test_acc": (int, float),
+    "final_train_acc": (int, float),
+    "target": (int, float),
+    "epochs_to_target": (int, type(None)),
+    "seconds_to_target": (int, float, type(None)),
+    "classes": list,
+    "class_accuracy": list,
+    "confusion_matrix": list,
+}
+_EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+
+
+# --------------------------------------------------------------------------------------------------- provenance
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python and the packages a result depends on (None where a package is not installed)."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "albumentations", "numpy", "eva9", "grad-cam"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as lines:
+            for line in lines:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """The computer a measurement ran on: CPU model, logical cores, OS, and the GPU name if CUDA is available."""
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "gpu": None,
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def provenance() -> dict[str, Any]:
+    """Where and when a measurement was made: ``{"machine": ..., "versions": ..., "date": ISO-8601 UTC}``."""
+    return {
+        "machine": machine(),
+        "versions": versions(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------- run files
+
+
+def epochs_to_target(epochs: Sequence[dict], target: float = TARGET_ACCURACY) -> tuple[int | None, float | None]:
+    """First epoch whose test accuracy reaches ``target``, and the training seconds summed up to it (None, None if never)."""
+    elapsed = 0.0
+    for row in epochs:
+        elapsed += float(row["seconds"])
+        if float(row["test_acc"]) >= target:
+            return int(row["epoch"]), elapsed
+    return None, None
+
+
+def _fail(source: str, message: str) -> None:
+    raise ValueError(f"{source}: {message}. Re-create it with `python benchmarks/full_runs.py`, or remove it.")
+
+
+def validate_run(run: dict, source: str = "run") -> dict:
+    """Check a recorded run's fields and types; return it unchanged or raise ValueError naming the bad field."""
+    if not isinstance(run, dict):
+        _fail(source, f"expected a JSON object, got {type(run).__name__}")
+    missing = [key for key in _REQUIRED if key not in run]
+    if missing:
+        _fail(source, f"missing field(s) {', '.join(missing)}")
+    for key, kinds in _REQUIRED.items():
+        value = run[key]
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            _fail(source, f"field {key!r} has type {type(value).__name__}")
+    if run["schema"] != SCHEMA_VERSION:
+        _fail(source, f"schema {run['schema']} is not the supported schema {SCHEMA_VERSION}")
+    epochs = run["history"].get("epochs")
+    if not isinstance(epochs, list) or not epochs:
+        _fail(source, "field 'history' needs a non-empty list 'epochs'")
+    for i, row in enumerate(epochs):
+        if not isinstance(row, dict) or any(key not in row for key in _EPOCH_KEYS):
+            _fail(source, f"history epoch #{i + 1} needs the keys {', '.join(_EPOCH_KEYS)}")
+    for key in ("final_test_acc", "final_train_acc", "target"):
+        if not 0.0 <= run[key] <= 1.0:
+            _fail(source, f"field {key!r} must be a fraction in [0, 1], got {run[key]}")
+    n = len(run["classes"])
+    if n == 0 or len(run["class_accuracy"]) != n:
+        _fail(source, f"'class_accuracy' needs one value per class ({n} classes)")
+    for value in run["class_accuracy"]:
+        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            _fail(source, f"'class_accuracy' values must be fractions in [0, 1] or null, got {value!r}")
+    cm = run["confusion_matrix"]
+    if len(cm) != n or any(not isinstance(r, list) or len(r) != n for r in cm):
+        _fail(source, f"'confusion_matrix' must be {n}×{n}")
+    return run
+
+
+def load_run_file(path: str | os.PathLike) -> dict:
+    """Read and validate one recorded-run JSON file; ``run["path"]`` is set to where it came from."""
+    path = Path(path)
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}). Re-create it with `python benchmarks/full_runs.py`.") from None
+    validate_run(run, str(path))
+    run["path"] = str(path)
+    return run
+
+
+def load_recorded_runs(directory: str | os.PathLike | None = None) -> list[dict]:
+    """Every ``*.json`` run in ``directory`` (default: the repository's ``results/``), validated; [] if none."""
+    directory = RESULTS_DIR if directory is None else Path(directory)
+    if not directory.is_dir():
+        return []
+    runs = [load_run_file(path) for path in sorted(directory.glob("*.json"))]
+    order = {"seed": 0, "fast": 1}
+    return sorted(runs, key=lambda run: (order.get(run["profile"], 2), run["profile"], run["date"]))
+
+
+def run_history(run: dict):
+    """The run's per-epoch history as an ``eva9.train.History`` (for ``eva9.plots.training_curves``)."""
+    from eva9.train import History
+
+    return History.from_dict(run["history"])
+
+
+# --------------------------------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Table:
+    """A small table: ``columns`` and ``rows`` of plain values, printable as text, Markdown or HTML."""
+
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _cells(self) -> list[list[str]]:
+        return [[_format_cell(value) for value in row] for row in self.rows]
+
+    def to_markdown(self) -> str:
+        """A GitHub-flavoured Markdown table."""
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "|".join(" --- " for _ in self.columns) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in self._cells()]
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        """An HTML ``<table>``."""
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in self._cells()
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __str__(self) -> str:
+        cells = [list(self.columns)] + self._cells()
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+        lines.insert(1, "  ".join("-" * width for width in widths))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+
+def _format_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else round(100.0 * fraction, 1)
+
+
+def _column_name(run: dict) -> str:
+    gpu = run.get("device") or "?"
+    return f"{run['profile']} ({gpu})"
+
+
+def run_summary(run: dict) -> dict[str, Any]:
+    """The headline numbers of one run: profile, device, date, epochs, final accuracies (%), epochs/seconds to 87%."""
+    epochs = run["history"]["epochs"]
+    seconds = sorted(float(row["seconds"]) for row in epochs)
+    middle = len(seconds) // 2
+    median = seconds[middle] if len(seconds) % 2 else (seconds[middle - 1] + seconds[middle]) / 2
+    return {
+        "profile": run["profile"],
+        "device": run["device"],
+        "date": run["date"][:10],
+        "epochs": len(epochs),
+        "final_test_acc": _percent(run["final_test_acc"]),
+        "final_train_acc": _percent(run["final_train_acc"]),
+        "best_test_acc": _percent(max(float(row["test_acc"]) for row in epochs)),
+        "epochs_to_target": run["epochs_to_target"],
+        "seconds_to_target": None if run["seconds_to_target"] is None else round(run["seconds_to_target"], 1),
+        "median_epoch_seconds": round(median, 2),
+        "wall_seconds": round(float(run["wall_seconds"]), 1),
+    }
+
+
+def summary_table(runs: Iterable[dict], reference: bool = True) -> Table:
+    """One row per run (the reference run first if ``reference``): the fields of ``run_summary``."""
+    columns = [
+        "profile", "device", "date", "epochs", "final_test_acc", "final_train_acc", "best_test_acc",
+        "epochs_to_target", "seconds_to_target", "median_epoch_seconds", "wall_seconds",
+    ]
+    rows = []
+    if reference:
+        ref = REFERENCE_RUN
+        rows.append([
+            "reference", "–", "–", ref["epochs"], _percent(ref["final_test_acc"]), _percent(ref["final_train_acc"]),
+            None, None, None, None, None,
+        ])
+    for run in runs:
+        summary = run_summary(run)
+        rows.append([summary[column] for column in columns])
+    return Table(columns, rows)
+
+
+def class_accuracy_table(runs: Iterable[dict], reference: bool = True) -> Table:
+    """Per-class test accuracy (%): rows = the ten classes then "overall", columns = reference and each run."""
+    runs = list(runs)
+    columns = ["class"] + (["reference"] if reference else []) + [_column_name(run) for run in runs]
+    rows = []
+    for i, name in enumerate(_SHORT_NAMES):
+        row: list[Any] = [name]
+        if reference:
+            row.append(_percent(REFERENCE_RUN["class_accuracy"][name]))
+        for run in runs:
+            values = run["class_accuracy"]
+            row.append(_percent(values[i]) if i < len(values) else None)
+        rows.append(row)
+    overall: list[Any] = ["overall"]
+    if reference:
+        overall.append(_percent(REFERENCE_RUN["final_test_acc"]))
+    overall += [_percent(run["final_test_acc"]) for run in runs]
+    rows.append(overall)
+    return Table(columns, rows)

@@ -1,0 +1,125 @@
+"""Recorded full runs: loading and validating results/*.json, the reference run, and the book's tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eva9 import results
+
+
+def synthetic_run(profile: str = "seed", test_accs=(0.60, 0.86, 0.88, 0.90), seconds: float = 10.0) -> dict:
+    """A well-formed recorded run with the given per-epoch test accuracies."""
+    epochs = [
+        {"epoch": i + 1, "train_loss": 1.0 / (i + 1), "train_acc": min(acc + 0.05, 1.0), "test_loss": 1.2 / (i + 1),
+         "test_acc": acc, "lr": 0.01, "seconds": seconds}
+        for i, acc in enumerate(test_accs)
+    ]
+    first, spent = results.epochs_to_target(epochs)
+    cm = [[90 if i == j else (10 if j == (i + 1) % 10 else 0) for j in range(10)] for i in range(10)]
+    return {
+        "schema": results.SCHEMA_VERSION, "profile": profile, "device": "NVIDIA H100 80GB HBM3",
+        "date": "2025-01-02T03:04:05+00:00", "versions": {"torch": "2.5"}, "machine": {"cpu": "x", "cores": 16},
+        "config": {"epochs": len(epochs)}, "history": {"epochs": epochs}, "wall_seconds": seconds * len(epochs) + 3,
+        "final_test_acc": test_accs[-1], "final_train_acc": epochs[-1]["train_acc"], "target": 0.87,
+        "epochs_to_target": first, "seconds_to_target": spent,
+        "classes": list(results.REFERENCE_RUN["class_accuracy"]),
+        "class_accuracy": [0.9] * 10, "confusion_matrix": cm,
+    }
+
+
+def write(tmp_path, name: str, run) -> None:
+    (tmp_path / name).write_text(json.dumps(run))
+
+
+def test_empty_or_missing_directory_gives_no_runs(tmp_path):
+    assert results.load_recorded_runs(tmp_path) == []
+    assert results.load_recorded_runs(tmp_path / "absent") == []
+    assert len(results.summary_table([], reference=False)) == 0
+
+
+def test_runs_load_validated_with_seed_before_fast(tmp_path):
+    write(tmp_path, "a_fast.json", synthetic_run("fast"))
+    write(tmp_path, "b_seed.json", synthetic_run("seed"))
+    runs = results.load_recorded_runs(tmp_path)
+    assert [run["profile"] for run in runs] == ["seed", "fast"]
+    assert runs[0]["path"].endswith("b_seed.json")
+
+
+def test_epochs_to_target_is_the_first_epoch_reaching_87_percent_and_the_seconds_spent_until_then():
+    epochs = synthetic_run(test_accs=(0.5, 0.8699, 0.87, 0.95), seconds=2.5)["history"]["epochs"]
+    assert results.epochs_to_target(epochs) == (3, 7.5)
+    assert results.epochs_to_target(epochs, target=0.99) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "corrupt, field",
+    [
+        (lambda run: run.pop("device"), "device"),
+        (lambda run: run.update(final_test_acc=88.7), "final_test_acc"),
+        (lambda run: run.update(final_test_acc="0.9"), "final_test_acc"),
+        (lambda run: run["history"]["epochs"][1].pop("test_acc"), "history"),
+        (lambda run: run.update(class_accuracy=[0.9] * 9), "class_accuracy"),
+        (lambda run: run.update(confusion_matrix=[[0] * 10] * 9), "confusion_matrix"),
+        (lambda run: run.update(schema=99), "schema"),
+    ],
+)
+def test_a_malformed_run_file_is_rejected_naming_the_file_and_field(tmp_path, corrupt, field):
+    run = synthetic_run()
+    corrupt(run)
+    write(tmp_path, "bad.json", run)
+    with pytest.raises(ValueError, match=rf"bad\.json.*{field}"):
+        results.load_recorded_runs(tmp_path)
+
+
+def test_invalid_json_is_rejected_naming_the_file(tmp_path):
+    (tmp_path / "broken.json").write_text('{"profile": ')
+    with pytest.raises(ValueError, match=r"broken\.json.*not valid JSON"):
+        results.load_recorded_runs(tmp_path)
+
+
+def test_reference_run_holds_the_course_numbers():
+    ref = results.REFERENCE_RUN
+    assert ref["final_test_acc"] == 0.887 and ref["final_train_acc"] == 0.982 and ref["epochs"] == 50
+    assert ref["class_accuracy"] == {
+        "plane": 0.94, "car": 0.95, "bird": 0.75, "cat": 0.83, "deer": 0.97,
+        "dog": 0.86, "frog": 0.93, "horse": 0.90, "ship": 1.00, "truck": 0.97,
+    }
+
+
+def test_class_accuracy_table_has_a_row_per_class_plus_overall_and_a_column_per_run():
+    runs = [synthetic_run("seed"), synthetic_run("fast", test_accs=(0.7, 0.94))]
+    table = results.class_accuracy_table(runs)
+    assert table.columns[:2] == ["class", "reference"] and len(table.columns) == 4
+    assert [row[0] for row in table.rows] == list(results.REFERENCE_RUN["class_accuracy"]) + ["overall"]
+    assert table.rows[0][1:] == [94.0, 90.0, 90.0]  # plane: reference 94 %, both runs 90 %
+    assert table.rows[-1][1:] == [88.7, 90.0, 94.0]
+    markdown = table.to_markdown().splitlines()
+    assert len(markdown) == 2 + 11 and markdown[2].startswith("| plane | 94.0 |")
+    assert table.to_html().count("<tr>") == 12
+    assert "ship" in str(table)
+
+
+def test_class_accuracy_table_without_runs_shows_only_the_reference():
+    table = results.class_accuracy_table([])
+    assert table.columns == ["class", "reference"] and len(table) == 11
+
+
+def test_run_summary_reports_percentages_epochs_to_target_and_median_epoch_time():
+    run = synthetic_run(test_accs=(0.5, 0.88, 0.9), seconds=4.0)
+    run["history"]["epochs"][0]["seconds"] = 30.0  # a slow first epoch (compilation, cache warm-up)
+    summary = results.run_summary(run)
+    assert summary["final_test_acc"] == 90.0
+    assert summary["epochs_to_target"] == 2
+    assert summary["median_epoch_seconds"] == 4.0
+    assert summary["date"] == "2025-01-02"
+    table = results.summary_table([run])
+    assert [row[0] for row in table.rows] == ["reference", "seed"]
+
+
+def test_provenance_names_the_machine_and_package_versions():
+    info = results.provenance()
+    assert info["machine"]["cores"] >= 1 and info["machine"]["cpu"]
+    assert info["versions"]["torch"] and info["versions"]["python"]
+    assert info["date"][:2] == "20"
