@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple, Sequence
+
 import numpy as np
 import torch
+from torch import nn
 
-__all__ = ["SHORT_NAMES", "confusion_matrix", "class_accuracy"]
+__all__ = [
+    "SHORT_NAMES",
+    "Mistakes",
+    "class_accuracy",
+    "confusion_matrix",
+    "format_class_accuracy",
+    "misclassified",
+    "most_confused_pairs",
+    "print_class_accuracy",
+]
 
 SHORT_NAMES: tuple[str, ...] = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 """The seed notebook's short class names, in CIFAR-10 label order."""
@@ -33,3 +45,95 @@ def class_accuracy(preds, labels, num_classes: int = 10) -> np.ndarray:
     totals = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals > 0, np.diag(cm) / np.maximum(totals, 1), np.nan)
+
+
+def format_class_accuracy(acc, names: Sequence[str] = SHORT_NAMES) -> str:
+    """One line per class in the seed notebook's format, ``Accuracy of plane : 94 %`` (percent truncated)."""
+    acc = np.asarray(acc, dtype=np.float64).reshape(-1)
+    if len(acc) != len(names):
+        raise ValueError(f"got {len(acc)} accuracies for {len(names)} class names")
+    lines = []
+    for name, value in zip(names, acc):
+        if np.isnan(value):
+            lines.append("Accuracy of %5s : n/a (no samples)" % name)
+        else:
+            # The seed prints int(100 * correct / total); 1e-9 keeps e.g. 0.29 (100 * 0.29 = 28.999...) at 29.
+            lines.append("Accuracy of %5s : %2d %%" % (name, int(100 * value + 1e-9)))
+    return "\n".join(lines)
+
+
+def print_class_accuracy(preds, labels, names: Sequence[str] = SHORT_NAMES) -> np.ndarray:
+    """Print the seed's per-class accuracy lines and return the accuracies (fractions)."""
+    acc = class_accuracy(preds, labels, num_classes=len(names))
+    print(format_class_accuracy(acc, names))
+    return acc
+
+
+def most_confused_pairs(cm, k: int = 5) -> list[tuple[int, int, int]]:
+    """The ``k`` most frequent mistakes as (true class, predicted class, count), most frequent first.
+
+    Only off-diagonal cells with a non-zero count take part; ties go to the smaller (true, predicted) pair.
+    """
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"a confusion matrix is square, got shape {cm.shape}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    pairs = [
+        (int(t), int(p), int(cm[t, p]))
+        for t in range(cm.shape[0])
+        for p in range(cm.shape[1])
+        if t != p and cm[t, p] > 0
+    ]
+    pairs.sort(key=lambda pair: (-pair[2], pair[0], pair[1]))
+    return pairs[:k]
+
+
+class Mistakes(NamedTuple):
+    """Misclassified samples, most confident first: images as the loader gave them (normalized, CPU), true labels,
+    predicted labels, the softmax probability of the (wrong) prediction, and each sample's position in loader order.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    preds: torch.Tensor
+    confidences: torch.Tensor
+    indices: torch.Tensor
+
+
+def misclassified(model: nn.Module, loader, limit: int | None = 25) -> Mistakes:
+    """The ``limit`` most confident mistakes over a loader (None: all), from one pass that keeps only those images.
+
+    Each batch goes through :func:`eva9.train.predict`, so the images kept are exactly the ones the model saw,
+    whatever the loader's order or random transforms.
+    """
+    from eva9.train import predict
+
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+    kept: Mistakes | None = None
+    seen = 0
+    for images, labels in loader:
+        out = predict(model, [(images, labels)])
+        wrong = (out.preds != out.labels).nonzero().flatten()
+        probs = out.logits.softmax(dim=1)
+        batch = Mistakes(
+            images=torch.as_tensor(images)[wrong].detach().cpu(),
+            labels=out.labels[wrong],
+            preds=out.preds[wrong],
+            confidences=probs[wrong, out.preds[wrong]],
+            indices=wrong + seen,
+        )
+        seen += len(out.labels)
+        kept = batch if kept is None else Mistakes(*(torch.cat(pair) for pair in zip(kept, batch)))
+        kept = _most_confident(kept, limit)
+    if kept is None:
+        raise ValueError("misclassified() got an empty loader")
+    return kept
+
+
+def _most_confident(mistakes: Mistakes, limit: int | None) -> Mistakes:
+    """Sorted by confidence, highest first (ties: earlier sample first), cut to ``limit``."""
+    by_index = torch.argsort(mistakes.indices, stable=True)
+    order = by_index[torch.argsort(-mistakes.confidences[by_index], stable=True)][:limit]
+    return Mistakes(*(field[order] for field in mistakes))
