@@ -1,0 +1,72 @@
+"""Albumentations pipelines for CIFAR-10: reflect-pad + random crop, flip, cutout, normalize; and their inverse.
+
+Both pipelines take an HWC uint8 RGB image (``pipeline(image=img)["image"]``) and return a CHW float32 tensor.
+They are written for Albumentations 2.x, whose argument names differ from 1.x: the old ``max_holes`` or
+``fill_value`` would be ignored silently, so the tests check what each step does to pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import albumentations as A
+import cv2
+import torch
+from albumentations.pytorch import ToTensorV2
+
+from .data import MEAN, STD
+
+__all__ = ["train_transforms", "test_transforms", "denormalize"]
+
+
+def train_transforms(
+    pad: int = 4,
+    crop: int = 32,
+    flip_p: float = 0.5,
+    cutout_p: float = 0.5,
+    cutout_size: int = 16,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
+) -> A.Compose:
+    """Reflect-pad by ``pad`` and randomly crop ``crop``×``crop``, flip, cut out one mean-filled square, normalize.
+
+    The cutout hole is filled with the dataset mean (in 0..255 pixel units, as it comes before Normalize), so
+    after normalization the hole is about 0 in every channel.
+    """
+    if pad < 0 or crop < 1:
+        raise ValueError(f"pad must be >= 0 and crop >= 1, got pad={pad}, crop={crop}")
+    if not 1 <= cutout_size <= crop:
+        raise ValueError(f"cutout_size must be between 1 and crop={crop}, not {cutout_size}")
+    size = crop + 2 * pad
+    mean_pixel = tuple(int(round(255 * m)) for m in mean)
+    return A.Compose(
+        [
+            # BORDER_REFLECT_101 is numpy/torchvision "reflect" (edge pixel not repeated); 2.x defaults to constant.
+            A.PadIfNeeded(min_height=size, min_width=size, border_mode=cv2.BORDER_REFLECT_101),
+            A.RandomCrop(height=crop, width=crop),
+            A.HorizontalFlip(p=flip_p),
+            A.CoarseDropout(
+                num_holes_range=(1, 1),
+                hole_height_range=(cutout_size, cutout_size),
+                hole_width_range=(cutout_size, cutout_size),
+                fill=mean_pixel,
+                p=cutout_p,
+            ),
+            A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0),
+            ToTensorV2(),
+        ]
+    )
+
+
+def test_transforms(mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> A.Compose:
+    """Normalize and convert to a CHW float tensor; nothing random."""
+    return A.Compose([A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()])
+
+
+def denormalize(x: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
+    """Undo Normalize on a CHW or BCHW tensor: ``x * std + mean``, clamped to [0, 1] for display."""
+    if x.ndim not in (3, 4) or x.shape[-3] != len(mean):
+        raise ValueError(f"denormalize expects a CHW or BCHW tensor with {len(mean)} channels, got shape {tuple(x.shape)}")
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return (x * s + m).clamp_(0, 1)
