@@ -1,0 +1,120 @@
+"""eva9.transforms: each augmentation does to the pixels what it says (Albumentations 2.x argument names)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import eva9.transforms as T
+from eva9.data import MEAN, STD, cifar10, per_class_subset
+
+from conftest import fake_image
+
+IMAGE = fake_image(3, 7)  # uint8 32×32×3, values 1..254
+
+
+def normalized(image: np.ndarray) -> torch.Tensor:
+    """What Normalize + ToTensorV2 should give for ``image``, computed by hand."""
+    x = torch.from_numpy(image).permute(2, 0, 1).double() / 255
+    return ((x - torch.tensor(MEAN, dtype=torch.float64).view(3, 1, 1)) / torch.tensor(STD, dtype=torch.float64).view(3, 1, 1)).float()
+
+
+def seeded(pipeline, seed: int = 0):
+    pipeline.set_random_seed(seed)
+    return pipeline
+
+
+def test_test_pipeline_is_normalize_only_and_deterministic():
+    pipeline = T.test_transforms()
+    a, b = pipeline(image=IMAGE)["image"], pipeline(image=IMAGE)["image"]
+    assert a.dtype == torch.float32 and a.shape == (3, 32, 32)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a, normalized(IMAGE), atol=1e-5, rtol=0)
+
+
+def test_flip_with_p1_mirrors_the_image_left_right():
+    pipeline = T.train_transforms(pad=0, flip_p=1.0, cutout_p=0.0)
+    out = pipeline(image=IMAGE)["image"]
+    torch.testing.assert_close(out, normalized(IMAGE[:, ::-1].copy()), atol=1e-5, rtol=0)
+    assert not torch.allclose(out, normalized(IMAGE))
+
+
+def test_with_p0_nothing_changes():
+    out = T.train_transforms(pad=0, flip_p=0.0, cutout_p=0.0)(image=IMAGE)["image"]
+    torch.testing.assert_close(out, normalized(IMAGE), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", [16, 8])
+def test_cutout_is_one_square_hole_filled_with_the_mean(size):
+    pipeline = seeded(T.train_transforms(pad=0, flip_p=0.0, cutout_p=1.0, cutout_size=size))
+    reference = normalized(IMAGE)
+    for _ in range(5):
+        out = pipeline(image=IMAGE)["image"]
+        changed = (out - reference).abs().amax(0) > 1e-4  # pixels the cutout touched
+        rows, cols = torch.nonzero(changed, as_tuple=True)
+        assert changed.sum() == size * size, "exactly one size×size hole"
+        assert rows.max() - rows.min() + 1 == size and cols.max() - cols.min() + 1 == size
+        hole = out[:, changed]
+        assert hole.abs().max() < 0.01, "the mean fill is ~0 in every channel after Normalize"
+        torch.testing.assert_close(out[:, ~changed], reference[:, ~changed], atol=1e-5, rtol=0)
+
+
+def test_cutout_happens_with_probability_cutout_p():
+    pipeline = seeded(T.train_transforms(pad=0, flip_p=0.0, cutout_p=0.5))
+    reference = normalized(IMAGE)
+    holed = sum(not torch.allclose(pipeline(image=IMAGE)["image"], reference, atol=1e-4) for _ in range(200))
+    assert 60 < holed < 140
+
+
+def test_crop_is_a_shifted_window_of_the_reflect_padded_image():
+    pipeline = seeded(T.train_transforms(pad=4, flip_p=0.0, cutout_p=0.0))
+    padded = np.pad(IMAGE, ((4, 4), (4, 4), (0, 0)), mode="reflect")  # torchvision's "reflect" padding
+    windows = {(dy, dx): normalized(padded[dy : dy + 32, dx : dx + 32]) for dy in range(9) for dx in range(9)}
+    offsets = []
+    for _ in range(30):
+        out = pipeline(image=IMAGE)["image"]
+        assert out.shape == (3, 32, 32)
+        match = [offset for offset, window in windows.items() if torch.allclose(out, window, atol=1e-5)]
+        assert len(match) == 1, "every crop is one window of the reflect-padded image"
+        offsets.append(match[0])
+    assert len(set(offsets)) > 10, "the crop position is random"
+    assert any(dy in (0, 8) or dx in (0, 8) for dy, dx in offsets), "crops reach into the padding"
+
+
+def test_same_seed_same_augmentations_different_seed_different():
+    def draws(seed):
+        pipeline = seeded(T.train_transforms(), seed)
+        return torch.stack([pipeline(image=IMAGE)["image"] for _ in range(8)])
+
+    assert torch.equal(draws(1), draws(1))
+    assert not torch.equal(draws(1), draws(2))
+
+
+def test_bad_sizes_are_refused():
+    with pytest.raises(ValueError, match="cutout_size"):
+        T.train_transforms(cutout_size=40)
+    with pytest.raises(ValueError, match="pad"):
+        T.train_transforms(pad=-1)
+
+
+def test_denormalize_inverts_normalize_for_chw_and_bchw():
+    x = T.test_transforms()(image=IMAGE)["image"]
+    expected = torch.from_numpy(IMAGE).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(T.denormalize(x), expected, atol=1e-6, rtol=0)
+    batch = torch.stack([x, x.flip(-1)])
+    torch.testing.assert_close(T.denormalize(batch), torch.stack([expected, expected.flip(-1)]), atol=1e-6, rtol=0)
+    assert T.denormalize(torch.full((3, 2, 2), -100.0)).min() == 0.0, "clamped to [0, 1]"
+    with pytest.raises(ValueError, match="CHW"):
+        T.denormalize(torch.zeros(32, 32))
+
+
+def test_pipelines_standardize_real_images(cifar_root):
+    images = per_class_subset(cifar10("train", root=cifar_root), 50, seed=0)
+    for pipeline, tolerance in ((T.test_transforms(), 0.05), (seeded(T.train_transforms()), 0.1)):
+        images.transform = pipeline
+        batch = torch.stack([images[i][0] for i in range(len(images))])
+        assert batch.dtype == torch.float32 and batch.shape == (500, 3, 32, 32)
+        per_channel = batch.transpose(0, 1).flatten(1)
+        torch.testing.assert_close(per_channel.mean(1), torch.zeros(3), atol=tolerance, rtol=0)
+        torch.testing.assert_close(per_channel.std(1), torch.ones(3), atol=tolerance, rtol=0)
