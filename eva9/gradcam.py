@@ -269,12 +269,17 @@ def _target_tensor(targets, batch: int) -> torch.Tensor | None:
 # ----------------------------------------------------------------------------------------------------- overlay
 
 
-def _as_display_image(image) -> torch.Tensor:
-    """HWC float in [0, 1] from an HWC float array/tensor in [0, 1] or a normalized CHW tensor."""
+def _as_display_image(image, normalized: bool = True) -> torch.Tensor:
+    """H×W×3 float in [0, 1] from a 3×H×W tensor (normalized unless ``normalized=False``) or an H×W×3 image in [0, 1]."""
     if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] == 3:
-        from eva9.transforms import denormalize
+        chw = image.detach().float().cpu()
+        if normalized:
+            from eva9.transforms import denormalize
 
-        return denormalize(image.detach().float().cpu()).permute(1, 2, 0).clamp(0, 1)
+            chw = denormalize(chw)
+        elif chw.numel() and (chw.min() < -1e-6 or chw.max() > 1 + 1e-6):
+            raise ValueError("a 3×H×W image given with normalized=False must lie in [0, 1]")
+        return chw.permute(1, 2, 0).clamp(0, 1)
     hwc = torch.as_tensor(np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image))
     if hwc.ndim != 3 or hwc.shape[-1] != 3:
         raise ValueError(f"image must be H×W×3 in [0, 1] or a normalized 3×H×W tensor, got {tuple(hwc.shape)}")

@@ -1,0 +1,325 @@
+"""Figures for the course: image grids, augmentation draws, training curves, GradCAM grids, class accuracy, confusion.
+
+Every function returns a matplotlib ``Figure`` (Jupyter shows it when it is a cell's value), draws into the
+``ax``/``axes`` given instead of a new figure when asked, and saves a PNG when given a ``path``. New figures are
+made without pyplot: nothing accumulates in pyplot's global state, nothing needs closing, and a notebook shows
+each figure once (as the cell's value) rather than twice.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from eva9.analysis import SHORT_NAMES
+from eva9.gradcam import _as_display_image, overlay
+
+__all__ = [
+    "augmentation_grid",
+    "class_accuracy_bars",
+    "confusion_matrix_heatmap",
+    "gradcam_grid",
+    "image_grid",
+    "training_curves",
+]
+
+TARGET_ACCURACY = 0.87
+"""The course's test-accuracy target, drawn as a line on the accuracy curves."""
+
+PathLike = Union[str, os.PathLike]
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+class _Figure(Figure):
+    """A Figure that renders itself as PNG for Jupyter, whichever matplotlib backend the kernel has loaded."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def _axes_grid(n: int, ncols: int, axes, panel: float = 1.8, extra_height: float = 0.0) -> tuple[Figure, list[Axes]]:
+    """``n`` axes in rows of ``ncols`` on a new figure (spare cells removed), or the first ``n`` of ``axes``."""
+    if axes is not None:
+        axes = list(np.ravel(axes))
+        if len(axes) < n:
+            raise ValueError(f"this figure needs {n} axes, got {len(axes)}")
+        return axes[0].figure, axes[:n]
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = _Figure(figsize=(panel * ncols, (panel + extra_height) * nrows), layout="constrained")
+    grid = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for spare in grid[n:]:
+        fig.delaxes(spare)
+    return fig, grid[:n]
+
+
+def _single_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = _Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _finish(fig: Figure, path: PathLike | None) -> Figure:
+    """Save a PNG at ``path`` (creating its folder) when given; return the figure."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=120)
+    return fig
+
+
+def _show(ax: Axes, image, normalized: bool, title: str | None = None) -> None:
+    ax.imshow(_as_display_image(image, normalized=normalized).numpy())
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+
+
+def _ints(values, n: int, what: str) -> list[int] | None:
+    if values is None:
+        return None
+    values = [int(v) for v in (values.tolist() if isinstance(values, (torch.Tensor, np.ndarray)) else values)]
+    if len(values) != n:
+        raise ValueError(f"got {len(values)} {what} for {n} images")
+    return values
+
+
+def _name(names: Sequence[str], label: int) -> str:
+    if not 0 <= label < len(names):
+        raise ValueError(f"class {label} is outside the {len(names)} class names")
+    return names[label]
+
+
+def _title(names: Sequence[str], label: int, pred: int | None = None, confidence: float | None = None) -> str:
+    """``cat`` for a sample or a correct prediction; ``cat → dog (0.93)`` for a mistake."""
+    if pred is None or pred == label:
+        return _name(names, label)
+    suffix = f" ({confidence:.2f})" if confidence is not None else ""
+    return f"{_name(names, label)} → {_name(names, pred)}{suffix}"
+
+
+# ------------------------------------------------------------------------------------------------------ figures
+
+
+def image_grid(
+    images,
+    labels,
+    preds=None,
+    confidences=None,
+    *,
+    names: Sequence[str] = SHORT_NAMES,
+    ncols: int = 5,
+    normalized: bool = True,
+    axes=None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Images with their class as title, or ``true → predicted (p)`` where a prediction is wrong.
+
+    ``images``: a B×3×H×W tensor (normalized as the loaders give them unless ``normalized=False``) or a sequence
+    of H×W×3 float images in [0, 1].
+    """
+    n = len(images)
+    if n == 0:
+        raise ValueError("image_grid needs at least one image")
+    labels = _ints(labels, n, "labels")
+    preds = _ints(preds, n, "predictions")
+    if confidences is not None:
+        confidences = [float(c) for c in (confidences.tolist() if hasattr(confidences, "tolist") else confidences)]
+        if len(confidences) != n:
+            raise ValueError(f"got {len(confidences)} confidences for {n} images")
+    fig, grid = _axes_grid(n, ncols, axes, extra_height=0.3)
+    for i, ax in enumerate(grid):
+        title = _title(names, labels[i], preds[i] if preds else None, confidences[i] if confidences else None)
+        _show(ax, images[i], normalized, title)
+    return _finish(fig, path)
+
+
+def augmentation_grid(
+    image,
+    train_transform,
+    test_transform,
+    n: int = 7,
+    *,
+    seed: int | None = 0,
+    ncols: int = 8,
+    axes=None,
+    path: PathLike | None = None,
+) -> Figure:
+    """One image as the test pipeline shows it, next to ``n`` draws of the (random) train pipeline.
+
+    ``image``: H×W×3 uint8 RGB (what Albumentations takes) or a 3×H×W float tensor in [0, 1] (``cifar10(split)``
+    without a transform). ``seed`` fixes the draws on a copy of ``train_transform``; the caller's is untouched.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"a tensor image must be 3×H×W in [0, 1], got {tuple(image.shape)}")
+        image = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be H×W×3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
+    if seed is not None:
+        train_transform = copy.deepcopy(train_transform)
+        train_transform.set_random_seed(seed)
+    fig, grid = _axes_grid(n + 1, ncols, axes, extra_height=0.3)
+    _show(grid[0], test_transform(image=image)["image"], normalized=True, title="test view")
+    for i, ax in enumerate(grid[1:], start=1):
+        _show(ax, train_transform(image=image)["image"], normalized=True, title=f"train draw {i}")
+    return _finish(fig, path)
+
+
+def _history_epochs(history) -> list[dict]:
+    """The per-epoch dicts of a History, a ``{"epochs": [...]}`` dict, or a history.json path (file or run folder)."""
+    if isinstance(history, (str, os.PathLike)):
+        from eva9.train import History
+
+        return History.load(history).epochs
+    epochs = history.get("epochs") if isinstance(history, Mapping) else getattr(history, "epochs", None)
+    if not isinstance(epochs, list):
+        raise ValueError('history must be a History, a dict {"epochs": [...]}, or the path of a history.json')
+    if not epochs:
+        raise ValueError("the history has no epochs yet")
+    needed = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc"}
+    missing = needed - set(epochs[0])
+    if missing:
+        raise ValueError(f"history epochs lack {sorted(missing)}")
+    return epochs
+
+
+def training_curves(
+    history,
+    *,
+    target: float | None = TARGET_ACCURACY,
+    axes=None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Train and test loss (left) and accuracy in % (right) per epoch, with the target accuracy as a line."""
+    epochs = _history_epochs(history)
+    x = [e["epoch"] for e in epochs]
+    if axes is not None:
+        fig, (loss_ax, acc_ax) = _axes_grid(2, 2, axes)
+    else:
+        fig = _Figure(figsize=(10, 3.8), layout="constrained")
+        loss_ax, acc_ax = fig.subplots(1, 2)
+    for split, style in (("train", "-o"), ("test", "-s")):
+        loss_ax.plot(x, [e[f"{split}_loss"] for e in epochs], style, markersize=3, label=split)
+        acc_ax.plot(x, [100 * e[f"{split}_acc"] for e in epochs], style, markersize=3, label=split)
+    if target is not None:
+        acc_ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"target {100 * target:g}%")
+    loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _finish(fig, path)
+
+
+def gradcam_grid(
+    images,
+    cams: Mapping[str, torch.Tensor],
+    labels,
+    preds=None,
+    layers: Sequence[str] | None = None,
+    *,
+    names: Sequence[str] = SHORT_NAMES,
+    alpha: float = 0.5,
+    colormap: str = "jet",
+    axes=None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Rows = images, columns = the image and its GradCAM overlay at each layer; rows titled true/predicted class.
+
+    ``images``: normalized B×3×H×W (as the loaders give them); ``cams``: a :class:`eva9.gradcam.CAMResult` or any
+    mapping layer → B×H×W maps in [0, 1]. ``preds`` defaults to the result's predictions; ``layers`` to all of them.
+    """
+    n = len(images)
+    if n == 0:
+        raise ValueError("gradcam_grid needs at least one image")
+    layers = list(cams) if layers is None else list(layers)
+    unknown = [layer for layer in layers if layer not in cams]
+    if unknown or not layers:
+        raise ValueError(f"cams has no maps for {unknown or 'any layer'}; it holds {list(cams)}")
+    if preds is None:
+        preds = getattr(cams, "predictions", None)
+    labels = _ints(labels, n, "labels")
+    preds = _ints(preds, n, "predictions")
+    for layer in layers:
+        if len(cams[layer]) != n:
+            raise ValueError(f"cams[{layer!r}] holds {len(cams[layer])} maps for {n} images")
+    columns = 1 + len(layers)
+    fig, grid = _axes_grid(n * columns, columns, axes, panel=1.7, extra_height=0.25)
+    for row in range(n):
+        true = _name(names, labels[row])
+        title = f"true: {true}" if preds is None else f"true: {true}\npred: {_name(names, preds[row])}"
+        _show(grid[row * columns], images[row], normalized=True, title=title)
+        for col, layer in enumerate(layers, start=1):
+            ax = grid[row * columns + col]
+            ax.imshow(overlay(images[row], cams[layer][row], alpha=alpha, colormap=colormap))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(layer, fontsize=9)
+    return _finish(fig, path)
+
+
+def class_accuracy_bars(
+    acc,
+    *,
+    names: Sequence[str] = SHORT_NAMES,
+    ax: Axes | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Accuracy per class in %, one labelled bar per class, with the mean as a dashed line."""
+    acc = np.asarray(acc, dtype=np.float64).reshape(-1)
+    if len(acc) != len(names):
+        raise ValueError(f"got {len(acc)} accuracies for {len(names)} class names")
+    fig, ax = _single_axes(ax, (7, 3.2))
+    percent = 100 * np.nan_to_num(acc, nan=0.0)
+    bars = ax.bar(list(names), percent, color="tab:blue")
+    ax.bar_label(bars, labels=["n/a" if np.isnan(a) else f"{100 * a:.0f}" for a in acc], fontsize=8)
+    if not np.isnan(acc).all():
+        ax.axhline(100 * np.nanmean(acc), color="grey", linestyle="--", linewidth=1, label="mean")
+        ax.legend(loc="lower right")
+    ax.set(title="Accuracy per class", ylabel="accuracy (%)", ylim=(0, 105))
+    return _finish(fig, path)
+
+
+def confusion_matrix_heatmap(
+    cm,
+    *,
+    names: Sequence[str] = SHORT_NAMES,
+    ax: Axes | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """The confusion matrix (rows true, columns predicted) as a heat map with the count in every cell."""
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape != (len(names), len(names)):
+        raise ValueError(f"cm must be {len(names)}×{len(names)} like the class names, got shape {cm.shape}")
+    fig, ax = _single_axes(ax, (6, 5.5))
+    ax.imshow(cm, cmap="Blues")
+    threshold = cm.max() / 2 if cm.size else 0
+    for (t, p), count in np.ndenumerate(cm):
+        ax.text(p, t, f"{count:g}", ha="center", va="center", fontsize=8,
+                color="white" if count > threshold else "black")
+    ticks = range(len(names))
+    ax.set_xticks(ticks, labels=list(names), rotation=45, ha="right")
+    ax.set_yticks(ticks, labels=list(names))
+    ax.set(title="Confusion matrix", xlabel="predicted", ylabel="true")
+    return _finish(fig, path)
