@@ -89,12 +89,16 @@ def _read_image(path: Path) -> np.ndarray:
         ) from None
 
 
+_DECODED: dict[Path, np.ndarray] = {}
+"""Images decoded so far in this process, by path: a second cifar10() or loaders() call does not decode again."""
+
+
 class ImageFiles:
     """Image files decoded on first access and cached, indexable like a uint8 N×H×W×3 array."""
 
     def __init__(self, paths: Sequence[Path], cache: dict[Path, np.ndarray] | None = None) -> None:
         self.paths = list(paths)
-        self._cache = {} if cache is None else cache
+        self._cache = _DECODED if cache is None else cache
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -129,6 +133,8 @@ class ImageFiles:
                     f"{first.shape[1]}×{first.shape[0]}; every image of a CIFAR-10 copy must have the same size."
                 )
             array[i] = image
+        for i, path in enumerate(self.paths):  # the cache now holds views of the array, not a second copy
+            self._cache[path] = array[i]
         return array
 
 
