@@ -198,7 +198,8 @@ class GradCAM:
         if images.shape[0] == 0:
             raise ValueError("images is an empty batch")
         batch = images.shape[0]
-        wanted = _target_tensor(targets, batch)
+        with torch.inference_mode(False):  # the caller may be in inference mode; autograd must not see its tensors
+            wanted = _target_tensor(targets, batch)
 
         device = next((p.device for p in self.model.parameters()), images.device)
         modes = [(module, module.training) for module in self.model.modules()]
@@ -263,7 +264,7 @@ def _target_tensor(targets, batch: int) -> torch.Tensor | None:
         return torch.full((batch,), int(tensor), dtype=torch.long)
     if tensor.ndim != 1 or tensor.numel() != batch:
         raise ValueError(f"give one target per image ({batch}), got shape {tuple(tensor.shape)}")
-    return tensor.long().cpu()
+    return tensor.long().cpu().clone()
 
 
 # ----------------------------------------------------------------------------------------------------- overlay
