@@ -1,0 +1,96 @@
+"""Peak memory: the largest resident set size (RSS) of a child process running a smoke training run.
+
+The child runs ``eva9.train.fit`` on the ``smoke`` profile (the same work as ``python -m eva9 train --profile
+smoke``); its peak RSS comes from ``os.wait4``. A second child that only imports torch and eva9 and builds
+ResNet18 gives the baseline, so the difference is what training itself costs. Needs ``EVA9_DATA_DIR`` (or
+``--data-dir``); DataLoader workers are separate processes and are not counted in the child's own peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+NAME = "memory"
+FULL = {"overrides": {}}
+QUICK = FULL
+TINY = {"overrides": {"train_per_class": 4, "test_per_class": 2, "batch_size": 8, "workers": 0}}
+
+BASELINE = """
+import torch
+import eva9.train
+from eva9.models import resnet18
+resnet18()
+"""
+
+TRAIN = """
+import json, sys
+from eva9.models import resnet18
+from eva9.train import fit, profile
+config = profile("smoke", **json.loads(sys.argv[1]))
+history = fit(resnet18(), config, out=sys.argv[2])
+print(f"final test accuracy {history.epochs[-1]['test_acc']:.3f}")
+"""
+
+
+def peak_rss(code: str, *args: str, env: dict | None = None) -> tuple[float, float, str]:
+    """Run ``python -c code args`` and return its peak RSS in MiB, its wall seconds and its output tail."""
+    start = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    if child.returncode != 0:
+        raise RuntimeError(f"the child process failed (exit {child.returncode}):\n{output[-3000:]}")
+    return usage.ru_maxrss / 1024, seconds, output.strip().splitlines()[-1] if output.strip() else ""
+
+
+def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | None = None) -> dict:
+    """Measure the baseline and the smoke run's peak RSS; print a table; return (and write) the record."""
+    root = root if root is not None else os.environ.get("EVA9_DATA_DIR")
+    if not root:
+        raise SystemExit("bench_memory needs the CIFAR-10 copy: set EVA9_DATA_DIR or pass --data-dir")
+    env = {**os.environ, "EVA9_DATA_DIR": str(root)}
+    baseline_mib, baseline_s, _ = peak_rss(BASELINE, env=env)
+    with tempfile.TemporaryDirectory() as run_dir:
+        train_mib, train_s, last_line = peak_rss(TRAIN, json.dumps(settings["overrides"]), run_dir, env=env)
+    common.print_table(
+        "Peak RSS of a child process (MiB)",
+        ["child", "peak RSS MiB", "wall s"],
+        [["import torch + eva9, build ResNet18", baseline_mib, baseline_s],
+         [f"fit(smoke{', ' if settings['overrides'] else ''}"
+          f"{', '.join(f'{k}={v}' for k, v in settings['overrides'].items())})", train_mib, train_s]],
+    )
+    print(f"training adds {train_mib - baseline_mib:.0f} MiB; child said: {last_line}")
+    return common.record(
+        NAME,
+        {**settings, "data_dir": str(root)},
+        {"baseline_peak_rss_mib": baseline_mib, "smoke_peak_rss_mib": train_mib,
+         "training_adds_mib": train_mib - baseline_mib, "smoke_wall_seconds": train_s, "child_output": last_line},
+        out,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python benchmarks/bench_memory.py [--data-dir D] [--out DIR]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="same as the full run (one smoke run either way)")
+    parser.add_argument("--data-dir", default=None, help="CIFAR-10 image folder (default: $EVA9_DATA_DIR)")
+    parser.add_argument("--out", type=Path, default=common.RESULTS, help="folder for the JSON (default: %(default)s)")
+    args = parser.parse_args(argv)
+    run(QUICK if args.quick else FULL, args.out, args.data_dir)
+
+
+if __name__ == "__main__":
+    main()

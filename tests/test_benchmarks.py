@@ -1,0 +1,124 @@
+"""Each benchmark runs end to end on a tiny setting and writes its JSON record (numbers are not checked: no
+benchmark is a pass/fail test; see benchmarks/README.md for the measured ones)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+DATA_DIR = os.environ.get("EVA9_DATA_DIR")
+needs_data = pytest.mark.skipif(
+    not DATA_DIR or not Path(DATA_DIR).is_dir(), reason="EVA9_DATA_DIR is not set to the CIFAR-10 copy"
+)
+
+
+def bench(name: str):
+    return importlib.import_module(name)
+
+
+def check_record(path: Path, name: str) -> dict:
+    record = json.loads(path.read_text())
+    assert record["benchmark"] == name
+    assert record["machine"]["cores"] >= 1 and record["versions"]["torch"] and record["date"]
+    return record
+
+
+def test_common_interleaves_contestants_and_reports_paired_ratios():
+    import common
+
+    calls = []
+    seconds = common.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-up, then AB, BA, AB
+    assert {name: len(times) for name, times in seconds.items()} == {"a": 3, "b": 3}
+    assert common.paired_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == 3.0
+
+
+def test_engine_benchmark_runs(tmp_path):
+    module = bench("bench_engine")
+    module.run(module.TINY, tmp_path)
+    record = check_record(tmp_path / "engine.json", "engine")
+    assert set(record["images_per_second"]) == {"bare", "eva9"}
+    assert record["ratio_eva9_to_bare"] > 0
+
+
+def test_gradcam_benchmark_runs(tmp_path):
+    module = bench("bench_gradcam")
+    module.run(module.TINY, tmp_path)
+    record = check_record(tmp_path / "gradcam.json", "gradcam")
+    assert set(record["time_ratio_eva9_to_reference"]) == {"4 layers", "1 layer"}
+
+
+def test_pipeline_benchmark_runs_and_projects_workers_for_a_gpu(tmp_path):
+    module = bench("bench_pipeline")
+    module.run(module.TINY, tmp_path, root=DATA_DIR or "")
+    record = check_record(tmp_path / "pipeline.json", "pipeline")
+    rate = record["images_per_second_per_worker"]["albumentations (eva9)"]
+    assert record["workers_to_feed_gpu_projection"]["albumentations (eva9)"] == -(-25_000 // rate)
+    assert set(record["dataloader_images_per_second"]) == {"0", "1"}
+
+
+def test_torchvision_twin_pipeline_cuts_a_mean_filled_16x16_hole_when_it_erases():
+    import torch
+
+    torch.manual_seed(0)
+    module = bench("bench_pipeline")
+    pipeline = module.torchvision_train_transforms()
+    grey = torch.full((3, 32, 32), 255, dtype=torch.uint8)  # flat image: crops and flips leave it unchanged
+    outputs = [pipeline(grey) for _ in range(40)]
+    holes = [(out == 0).all(dim=0) for out in outputs]  # normalised mean colour is 0 on every channel
+    sizes = {int(hole.sum()) for hole in holes}
+    assert sizes == {0, 256}  # erased with p = 0.5: either no hole or exactly 16×16 pixels
+    hole = next(hole for hole in holes if hole.any())
+    rows, cols = hole.nonzero(as_tuple=True)
+    assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (16, 16)
+    assert outputs[0].dtype == torch.float32 and outputs[0].shape == (3, 32, 32)
+
+
+@needs_data
+def test_memory_benchmark_runs(tmp_path):
+    module = bench("bench_memory")
+    module.run(module.TINY, tmp_path, root=DATA_DIR)
+    record = check_record(tmp_path / "memory.json", "memory")
+    assert record["smoke_peak_rss_mib"] > record["baseline_peak_rss_mib"] > 0
+
+
+def test_full_run_record_finds_the_first_epoch_at_87_percent_and_keeps_per_class_results_in_class_order():
+    from eva9.analysis import SHORT_NAMES
+    from eva9.train import History
+
+    full_runs = bench("full_runs")
+    accs = [0.5, 0.871, 0.86, 0.9]
+    history = History([{"epoch": i + 1, "train_loss": 1.0, "train_acc": 0.9, "test_loss": 1.0, "test_acc": acc,
+                        "lr": 0.1, "seconds": 3.0} for i, acc in enumerate(accs)])
+    cm = [[100 if i == j else 0 for j in range(10)] for i in range(10)]
+    metrics = {"device": "NVIDIA H100", "versions": {"torch": "x"}, "wall_seconds": 12.0, "test_acc": 0.9,
+               "train_acc": 0.9, "test_loss": 1.0, "test_images": 1000, "confusion_matrix": cm,
+               "class_accuracy": {name: i / 10 for i, name in enumerate(reversed(SHORT_NAMES))}}
+    record = full_runs.build_record({"profile": "fast", "epochs": 4}, history, metrics, 20.0, resumed=False)
+    assert (record["epochs_to_target"], record["seconds_to_target"]) == (2, 6.0)
+    assert record["classes"][0] == "plane" and record["class_accuracy"][0] == 0.9  # plane is last in the mapping
+    assert record["profile"] == "fast" and record["device"] == "NVIDIA H100" and len(record["history"]["epochs"]) == 4
+
+
+@needs_data
+def test_full_run_of_a_tiny_smoke_profile_writes_a_loadable_record(tmp_path):
+    from eva9.results import load_recorded_runs
+
+    full_runs = bench("full_runs")
+    full_runs.record_profile("smoke", tmp_path / "results", tmp_path / "runs", epochs=1, data_dir=DATA_DIR,
+                             quiet=True, train_per_class=1, test_per_class=1, batch_size=5, workers=0)
+    [run] = load_recorded_runs(tmp_path / "results")
+    assert run["profile"] == "smoke" and run["device"].startswith("cpu")
+    assert len(run["history"]["epochs"]) == 1 and run["test_images"] == 10
+    cm = run["confusion_matrix"]
+    assert sum(map(sum, cm)) == 10
+    assert run["final_test_acc"] == sum(cm[i][i] for i in range(10)) / 10
+    assert run["class_accuracy"] == [cm[i][i] / sum(cm[i]) for i in range(10)]
+    assert (tmp_path / "runs" / "full-smoke" / "model.pt").is_file()
