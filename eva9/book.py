@@ -1,0 +1,128 @@
+"""What the book's chapters share: the data folder, the profile in force, and one trained run per profile.
+
+Chapters run as notebooks with ``book/`` as their working directory, and Colab opens one chapter at a time, so
+every chapter that needs a trained network asks :func:`trained_run`, which loads the run that an earlier chapter
+left in ``runs/`` or trains it there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from . import data, train
+from .transforms import test_transforms
+from .utils import pick_device
+
+__all__ = [
+    "REPOSITORY_URL",
+    "RUNS_DIR",
+    "in_colab",
+    "setup",
+    "profile_name",
+    "training_config",
+    "run_dir",
+    "trained_run",
+    "test_loader",
+    "class_samples",
+]
+
+REPOSITORY_URL = "https://github.com/eva9-course/eva9"
+"""Where Colab installs the package from (the same URL as ``repository.url`` in ``_config.yml``)."""
+
+RUNS_DIR = Path("runs")
+"""Run folders of the book, relative to the chapter's working directory (``book/runs/`` in a checkout)."""
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def _data_dir_candidates(value: str) -> list[Path]:
+    bases = [Path.cwd()]
+    if os.environ.get("PWD"):  # the shell's directory when the run began (nbval and jupyter-book keep it)
+        bases.append(Path(os.environ["PWD"]))
+    bases += list(Path.cwd().parents)
+    return [base / value for base in bases]
+
+
+def setup() -> Path | None:
+    """Make a relative ``$EVA9_DATA_DIR`` absolute, so that it names the same folder from ``book/``.
+
+    ``EVA9_DATA_DIR=../shared/cifar10`` is usually set in the repository root, while chapters run in ``book/``:
+    the first of the working directory, the shell's starting directory and their parents that holds the folder
+    wins. Without the variable nothing changes (``eva9.data`` then downloads CIFAR-10 into ``data/``). Returns
+    the folder in use, or None.
+    """
+    value = os.environ.get(data.ENV_VAR, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = next((p for p in _data_dir_candidates(value) if p.is_dir()), path)
+    path = path.resolve() if path.is_dir() else path  # a missing folder is left for eva9.data's clear error
+    os.environ[data.ENV_VAR] = str(path)
+    return path
+
+
+def _has_accelerator() -> bool:
+    return pick_device().type != "cpu"
+
+
+def profile_name() -> str:
+    """``$EVA9_PROFILE`` if set, else ``seed`` with a GPU and ``smoke`` without one (saying so in one line)."""
+    name = os.environ.get(train.ENV_PROFILE, "").strip()
+    if name:
+        return name
+    if _has_accelerator():
+        return "seed"
+    print("No GPU here: using the smoke profile (1 epoch on 500 images), so accuracies are far below a full run.")
+    return "smoke"
+
+
+def training_config(**overrides) -> train.TrainConfig:
+    """The TrainConfig of the profile in force (``$EVA9_EPOCHS`` applies through ``eva9.train.profile``)."""
+    setup()
+    return train.profile(profile_name(), **overrides)
+
+
+def run_dir(config: train.TrainConfig) -> Path:
+    """``runs/<profile>``, or ``runs/<profile>-<N>ep`` when the number of epochs differs from the profile's."""
+    default_epochs = train.PROFILES.get(config.profile, {}).get("epochs")
+    name = config.profile if config.epochs == default_epochs else f"{config.profile}-{config.epochs}ep"
+    return RUNS_DIR / name
+
+
+def trained_run(config: train.TrainConfig) -> train.Run:
+    """The finished run of ``config`` in :func:`run_dir`, trained (or resumed) first if it is not there yet.
+
+    The model comes back in eval mode on the config's device.
+    """
+    out = run_dir(config)
+    train.fit(None, config, out=out, resume=(out / "config.json").is_file(), quiet=True)
+    run = train.load_run(out)
+    run.model.to(pick_device(config.device))
+    return run
+
+
+def test_loader(config: train.TrainConfig) -> DataLoader:
+    """The test images ``fit`` evaluated ``config`` on (its per-class subset, if any), in order, test-transformed."""
+    setup()
+    test = data.cifar10("test", config.data_dir, transform=test_transforms())
+    if config.test_per_class is not None:
+        test = data.per_class_subset(test, config.test_per_class, config.seed)
+    return DataLoader(test, batch_size=config.batch_size, shuffle=False)
+
+
+def class_samples(dataset, per_class: int, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
+    """``per_class`` images of every class as one B×3×H×W tensor, grouped by class, and their labels."""
+    subset = data.per_class_subset(dataset, per_class, seed)
+    order = np.argsort(subset.targets, kind="stable")
+    items = [subset[int(i)] for i in order]
+    return torch.stack([image for image, _ in items]), [label for _, label in items]
