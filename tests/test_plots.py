@@ -1,0 +1,236 @@
+"""Figures render headless, have the panels and titles the course shows, save PNGs, and leave pyplot alone."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")  # this test process only: render without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import nn  # noqa: E402
+
+from eva9 import plots  # noqa: E402
+from eva9.data import MEAN, STD  # noqa: E402
+from eva9.gradcam import GradCAM  # noqa: E402
+from eva9.train import History  # noqa: E402
+from eva9 import transforms  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    return (images - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+
+
+def assert_png(path) -> None:
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.fixture(autouse=True)
+def pyplot_untouched():
+    """No figure function may leave a figure in pyplot's global state."""
+    before = plt.get_fignums()
+    yield
+    assert plt.get_fignums() == before
+
+
+def history_dict(n: int = 4) -> dict:
+    return {
+        "epochs": [
+            {"epoch": i + 1, "train_loss": 2.0 - 0.3 * i, "train_acc": 0.4 + 0.1 * i, "test_loss": 1.9 - 0.3 * i,
+             "test_acc": 0.45 + 0.1 * i, "lr": 0.01, "seconds": 1.0}
+            for i in range(n)
+        ]
+    }
+
+
+# ------------------------------------------------------------------------------------------------ image grid
+
+
+def test_image_grid_titles_samples_with_their_class(tmp_path):
+    images = normalize(torch.rand(7, 3, 32, 32))
+    fig = plots.image_grid(images, [0, 1, 2, 3, 4, 5, 9], ncols=5, path=tmp_path / "grid.png")
+    assert isinstance(fig, Figure) and len(fig.axes) == 7  # two rows of five, the three spare cells removed
+    assert [ax.get_title() for ax in fig.axes] == ["plane", "car", "bird", "cat", "deer", "dog", "truck"]
+    assert_png(tmp_path / "grid.png")
+
+
+def test_image_grid_titles_mistakes_true_arrow_predicted_with_confidence():
+    images = normalize(torch.rand(3, 3, 32, 32))
+    fig = plots.image_grid(images, [3, 5, 0], preds=torch.tensor([5, 5, 8]), confidences=[0.934, 0.8, 0.51])
+    assert [ax.get_title() for ax in fig.axes] == ["cat → dog (0.93)", "dog", "plane → ship (0.51)"]
+
+
+def test_image_grid_shows_the_denormalized_image():
+    picture = torch.rand(1, 3, 8, 8)
+    fig = plots.image_grid(normalize(picture), [0])
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), picture[0].permute(1, 2, 0).numpy(), atol=1e-5)
+    fig = plots.image_grid(picture, [0], normalized=False)
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), picture[0].permute(1, 2, 0).numpy(), atol=1e-6)
+
+
+def test_image_grid_draws_into_given_axes():
+    fig = Figure()
+    axes = fig.subplots(1, 3)
+    assert plots.image_grid(normalize(torch.rand(2, 3, 8, 8)), [1, 2], axes=axes) is fig
+    assert [ax.get_title() for ax in axes] == ["car", "bird", ""]
+
+
+def test_image_grid_refuses_mismatched_lengths():
+    with pytest.raises(ValueError, match="2 labels for 3 images"):
+        plots.image_grid(torch.zeros(3, 3, 8, 8), [0, 1])
+    with pytest.raises(ValueError, match="1 predictions for 2 images"):
+        plots.image_grid(torch.zeros(2, 3, 8, 8), [0, 1], preds=[0])
+    with pytest.raises(ValueError, match="class 12"):
+        plots.image_grid(torch.zeros(1, 3, 8, 8), [12])
+
+
+# ------------------------------------------------------------------------------------------ augmentation grid
+
+
+def test_augmentation_grid_shows_the_test_view_then_n_train_draws(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    fig = plots.augmentation_grid(image, transforms.train_transforms(), transforms.test_transforms(), n=5, path=tmp_path / "aug.png")
+    assert [ax.get_title() for ax in fig.axes] == ["test view"] + [f"train draw {i}" for i in range(1, 6)]
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), image / 255, atol=1e-4)
+    draws = [ax.images[0].get_array() for ax in fig.axes[1:]]
+    assert any(not np.allclose(draws[0], d) for d in draws[1:])  # the train pipeline is random
+    assert_png(tmp_path / "aug.png")
+
+
+def test_augmentation_grid_draws_are_reproducible_with_a_seed_and_take_a_tensor_image():
+    image = torch.rand(3, 32, 32)
+    pipeline = transforms.train_transforms()
+    first = plots.augmentation_grid(image, pipeline, transforms.test_transforms(), n=3, seed=7)
+    again = plots.augmentation_grid(image, pipeline, transforms.test_transforms(), n=3, seed=7)
+    for a, b in zip(first.axes, again.axes):
+        np.testing.assert_array_equal(a.images[0].get_array(), b.images[0].get_array())
+
+
+def test_augmentation_grid_refuses_a_float_array_and_n_below_one():
+    with pytest.raises(ValueError, match="uint8"):
+        plots.augmentation_grid(np.zeros((32, 32, 3)), transforms.train_transforms(), transforms.test_transforms())
+    with pytest.raises(ValueError, match="n must be"):
+        plots.augmentation_grid(np.zeros((32, 32, 3), np.uint8), transforms.train_transforms(), transforms.test_transforms(), n=0)
+
+
+# ------------------------------------------------------------------------------------------- training curves
+
+
+@pytest.mark.parametrize("source", ["History", "dict", "file", "run folder"])
+def test_training_curves_plot_loss_and_accuracy_with_the_target_line(tmp_path, source):
+    data = history_dict()
+    (tmp_path / "history.json").write_text(json.dumps(data))
+    history = {
+        "History": History.from_dict(data),
+        "dict": data,
+        "file": tmp_path / "history.json",
+        "run folder": str(tmp_path),
+    }[source]
+    fig = plots.training_curves(history, path=tmp_path / "curves.png")
+    loss_ax, acc_ax = fig.axes
+    assert (loss_ax.get_title(), acc_ax.get_title()) == ("Loss", "Accuracy")
+    lines = {line.get_label(): line for line in acc_ax.get_lines()}
+    assert set(lines) == {"train", "test", "target 87%"}
+    np.testing.assert_allclose(lines["test"].get_ydata(), [45, 55, 65, 75])
+    np.testing.assert_allclose(lines["target 87%"].get_ydata(), [87, 87])
+    np.testing.assert_allclose(lines["train"].get_xdata(), [1, 2, 3, 4])
+    assert [line.get_label() for line in loss_ax.get_lines()] == ["train", "test"]
+    assert_png(tmp_path / "curves.png")
+
+
+def test_training_curves_refuse_empty_or_incomplete_histories():
+    with pytest.raises(ValueError, match="no epochs"):
+        plots.training_curves({"epochs": []})
+    with pytest.raises(ValueError, match="test_acc"):
+        plots.training_curves({"epochs": [{"epoch": 1, "train_loss": 1, "train_acc": 0.5, "test_loss": 1}]})
+    with pytest.raises(ValueError, match="History"):
+        plots.training_curves([1, 2, 3])
+
+
+# ---------------------------------------------------------------------------------------------- GradCAM grid
+
+
+def test_gradcam_grid_has_a_row_per_image_and_a_column_per_layer(tmp_path):
+    layers = ["layer1", "layer2", "layer3", "layer4"]
+    cams = {layer: torch.rand(5, 32, 32) for layer in layers}
+    images = normalize(torch.rand(5, 3, 32, 32))
+    fig = plots.gradcam_grid(images, cams, [0, 1, 2, 3, 4], [0, 1, 5, 3, 9], layers, path=tmp_path / "cam.png")
+    assert len(fig.axes) == 25  # 5 images × (original + 4 layers), as the course shows
+    assert [ax.get_title() for ax in fig.axes[:5]] == ["true: plane\npred: plane"] + layers
+    assert [fig.axes[5 * row].get_title() for row in range(5)] == [
+        "true: plane\npred: plane", "true: car\npred: car", "true: bird\npred: dog", "true: cat\npred: cat",
+        "true: deer\npred: truck",
+    ]
+    assert all(ax.get_title() == "" for row in range(1, 5) for ax in fig.axes[5 * row + 1 : 5 * row + 5])
+    assert_png(tmp_path / "cam.png")
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def test_gradcam_grid_takes_predictions_and_layers_from_a_gradcam_result():
+    torch.manual_seed(0)
+    images = normalize(torch.rand(2, 3, 16, 16))
+    with GradCAM(Tiny(), ["conv"]) as cam:
+        result = cam(images)
+    fig = plots.gradcam_grid(images, result, [0, 1])
+    assert len(fig.axes) == 4
+    names = [plots.SHORT_NAMES[p] for p in result.predictions.tolist()]
+    assert fig.axes[0].get_title() == f"true: plane\npred: {names[0]}"
+    assert fig.axes[1].get_title() == "conv"
+
+
+def test_gradcam_grid_refuses_unknown_layers_and_mismatched_counts():
+    cams = {"layer1": torch.rand(2, 8, 8)}
+    images = normalize(torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="layer4"):
+        plots.gradcam_grid(images, cams, [0, 1], [0, 1], ["layer4"])
+    with pytest.raises(ValueError, match="1 maps for 2 images"):
+        plots.gradcam_grid(images, {"layer1": torch.rand(1, 8, 8)}, [0, 1], [0, 1])
+
+
+# ------------------------------------------------------------------------------------ accuracy and confusion
+
+
+def test_class_accuracy_bars_one_bar_per_class_in_percent(tmp_path):
+    acc = np.linspace(0.5, 0.95, 10)
+    acc[4] = np.nan
+    fig = plots.class_accuracy_bars(acc, path=tmp_path / "acc.png")
+    (ax,) = fig.axes
+    heights = [bar.get_height() for bar in ax.patches]
+    np.testing.assert_allclose(heights, np.nan_to_num(100 * acc))
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(plots.SHORT_NAMES)
+    assert ax.get_title() == "Accuracy per class"
+    assert "n/a" in [t.get_text() for t in ax.texts]
+    assert_png(tmp_path / "acc.png")
+
+
+def test_confusion_matrix_heatmap_writes_every_count_in_its_cell(tmp_path):
+    cm = np.arange(100).reshape(10, 10)
+    fig = plots.confusion_matrix_heatmap(cm, path=tmp_path / "cm.png")
+    (ax,) = fig.axes
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert cells == {(t, p): str(cm[t, p]) for t in range(10) for p in range(10)}
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted", "true")
+    assert_png(tmp_path / "cm.png")
+    with pytest.raises(ValueError, match="10×10"):
+        plots.confusion_matrix_heatmap(np.zeros((3, 3)))
+
+
+def test_new_figures_render_as_png_for_jupyter():
+    fig = plots.class_accuracy_bars(np.full(10, 0.9))
+    assert fig._repr_png_()[:8] == PNG_MAGIC
