@@ -554,8 +554,13 @@ def _grad_scaler(amp_dtype: torch.dtype | None):
 def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle":
+        # OneCycleLR divides by zero when a phase is shorter than one step (tiny smoke runs): keep both phases > 1 step.
+        # A single step has no cycle at all: it runs at the peak lr.
+        if total == 1:
+            return None
+        warmup = min(max(config.warmup, 1.5 / total), 1 - 0.5 / total)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total, pct_start=config.warmup,
+            optimizer, max_lr=config.lr, total_steps=total, pct_start=warmup,
             div_factor=25.0, final_div_factor=1e4,
         )
     if config.schedule == "cosine":

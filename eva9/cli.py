@@ -1,0 +1,235 @@
+"""Command line: ``python -m eva9 train ...`` and ``python -m eva9 evaluate ...`` (also installed as ``eva9``).
+
+Each subcommand is one function taking the parsed arguments and returning an exit code; :data:`COMMANDS` maps
+names to (add-arguments, run) pairs, so a new subcommand is one more entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+
+ALL = "all"
+
+
+def _per_class(text: str) -> int | str:
+    """argparse type: a positive integer, or "all" for the whole split (absent options stay None)."""
+    if text.strip().lower() == ALL:
+        return ALL
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of images per class or 'all', not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 image per class, not {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {value}")
+    return value
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", metavar="D",
+        help="CIFAR-10 folder (image-folder train/ and test/, or cifar-10-batches-py/); "
+             "default: $EVA9_DATA_DIR, else download into ./data",
+    )
+    parser.add_argument("--device", help='"auto" (CUDA, then MPS, then CPU; the default), "cpu", "cuda", "cuda:1", "mps"')
+    parser.add_argument("--workers", type=_non_negative_int, metavar="N",
+                        help="data-loader worker processes (default: CPU cores, at most 4; 0 = load in this process)")
+
+
+# ------------------------------------------------------------------------------------------------------- train
+
+
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    from .train import PROFILES
+
+    parser.add_argument(
+        "--profile", choices=list(PROFILES),
+        help="recipe: seed = the course's reference (50 epochs, batch 128, SGD lr 0.01, constant lr); "
+             "fast = one-cycle, Nesterov, weight decay, label smoothing, batch 512, 30 epochs; "
+             "smoke = 1 epoch on 500 train / 250 test images (about a minute on a CPU). "
+             "Default: $EVA9_PROFILE, else seed; with --resume, the run folder's own config",
+    )
+    parser.add_argument("--epochs", type=_positive_int, metavar="N",
+                        help="number of epochs (overrides the profile and $EVA9_EPOCHS)")
+    parser.add_argument("--batch-size", type=_positive_int, metavar="N", help="batch size (overrides the profile)")
+    parser.add_argument("--lr", type=float, metavar="LR",
+                        help="learning rate: constant, or the one-cycle peak (overrides the profile)")
+    parser.add_argument("--seed", type=_non_negative_int, metavar="N", help="random seed (default 0)")
+    parser.add_argument("--train-per-class", type=_per_class, metavar="N",
+                        help="train on a stratified subset of N images per class, or 'all' (overrides the profile)")
+    parser.add_argument("--test-per-class", type=_per_class, metavar="N",
+                        help="evaluate on a stratified subset of N test images per class, or 'all'")
+    _add_data_options(parser)
+    parser.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too (no mixed precision)")
+    parser.add_argument(
+        "--out", metavar="DIR",
+        help="run folder for config.json, history.json, checkpoint.pt, model.pt, metrics.json "
+             "(default: runs/PROFILE-YYYYmmdd-HHMMSS)",
+    )
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last completed epoch (a finished run is left as is)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars or per-epoch lines; print only the final test accuracy")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, fit, profile
+
+    overrides = {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "device": args.device, "workers": args.workers, "data_dir": args.data_dir,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for name in ("train_per_class", "test_per_class"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = None if value == ALL else value
+    if args.no_amp:
+        overrides["amp"] = False
+
+    if args.resume:
+        if args.out is None:
+            raise ValueError("--resume needs --out, the run folder to continue")
+        out = Path(args.out)
+        if args.profile is None and (out / "config.json").is_file():
+            config = TrainConfig.load(out).replace(**overrides).validate()
+        else:
+            config = profile(args.profile, **overrides)
+    else:
+        config = profile(args.profile, **overrides)
+        out = Path(args.out) if args.out else Path("runs") / f"{config.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not args.quiet:
+        print(f"eva9 train: profile {config.profile}, {config.epochs} epoch(s), batch {config.batch_size}, "
+              f"run folder {out}", flush=True)
+    history = fit(None, config, out=out, resume=args.resume, progress=None, quiet=args.quiet)
+    last = history.epochs[-1]
+    print(f"final test accuracy: {100 * last['test_acc']:.2f} % (test loss {last['test_loss']:.4f}, "
+          f"{len(history)} epochs); run folder {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, metavar="DIR", help="run folder written by `eva9 train --out DIR`")
+    parser.add_argument("--test-per-class", type=_per_class, metavar="N",
+                        help="test images per class, or 'all' (default: the run's own test subset)")
+    parser.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
+                        help="evaluation batch size (default 256)")
+    _add_data_options(parser)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .analysis import class_accuracy, format_class_accuracy
+    from .data import cifar10, dataset_root, default_workers, per_class_subset
+    from .train import load_run, predict
+    from .transforms import test_transforms
+    from .utils import pick_device
+
+    run = load_run(args.run)
+    config = run.config
+    per_class = config.test_per_class
+    if args.test_per_class is not None:
+        per_class = None if args.test_per_class == ALL else args.test_per_class
+    device = pick_device(args.device if args.device is not None else config.device)
+    test = cifar10("test", dataset_root(args.data_dir if args.data_dir is not None else config.data_dir),
+                   transform=test_transforms())
+    if per_class is not None:
+        test = per_class_subset(test, per_class, config.seed)
+    workers = args.workers if args.workers is not None else default_workers()
+    loader = DataLoader(test, batch_size=args.batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    model = run.model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    out = predict(model, loader)
+    accuracy = float((out.preds == out.labels).double().mean())
+    print(f"Accuracy of the network on the {len(out.labels)} test images: {100 * accuracy:.2f} %")
+    print(format_class_accuracy(class_accuracy(out.preds, out.labels)))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------------- main
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "train": ("train ResNet18 on CIFAR-10 with a named profile and write a run folder", _add_train, _train),
+    "evaluate": ("print a trained run's test accuracy, overall and per class", _add_evaluate, _evaluate),
+}
+"""Subcommands: name → (help, add its arguments, run it and return the exit code)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eva9`` argument parser with one subparser per entry of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="eva9",
+        description="ResNet18 on CIFAR-10: train with a named profile, evaluate a run folder.",
+        epilog="Example: eva9 train --profile smoke --data-dir ../shared/cifar10 --out runs/smoke && "
+               "eva9 evaluate --run runs/smoke",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        add_arguments(sub)
+        sub.set_defaults(handler=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 success, 1 failure, 2 bad usage, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except Exception:
+        if os.environ.get("EVA9_DEBUG"):  # the full traceback, for developers
+            raise
+        return _fail(args.command, sys.exc_info()[1])
+    except KeyboardInterrupt:
+        print(f"eva9 {args.command}: interrupted (a run folder can be continued with --resume)", file=sys.stderr)
+        return 130
+
+
+def _fail(command: str, error: BaseException) -> int:
+    """Print one line naming what went wrong; expected errors without their type, surprises with it."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    expected = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, FloatingPointError)
+    if not isinstance(error, expected):
+        message = f"{type(error).__name__}: {message} (set EVA9_DEBUG=1 for the traceback)"
+    print(f"eva9 {command}: error: {message}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The command line: help for every option, one-line errors with a non-zero exit, a real smoke train and evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eva9.cli import build_parser, main
+from eva9.train import RUN_FILES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def option_strings(command: str) -> list[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return [s for action in sub._actions for s in action.option_strings if s.startswith("--") and s != "--help"]
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_help_explains_every_option(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    blocks = re.split(r"\n(?=  --)", text.split("options:", 1)[1])
+    explained = {b.split()[0]: " ".join(b.split()[1:]) for b in blocks if b.strip().startswith("--")}
+    for option in option_strings(command):
+        assert option in explained, option
+        words = re.sub(r"^[A-Z_ {},|.-]*", "", explained[option])  # drop the metavar, keep the explanation
+        assert len(words.split()) >= 3, f"{option} has no explanation"
+
+
+def test_top_level_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "train" in text and "evaluate" in text
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "--profile", "smoke", "--batch-size", "60", "--train-per-class", "5"], "batch_size=60"),
+        (["train", "--resume"], "--resume needs --out"),
+        (["evaluate", "--run", "no/such/run"], "no run folder at no/such/run"),
+    ],
+)
+def test_failures_exit_non_zero_with_one_line(argv, expected, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"eva9 {argv[0]}: error:") and expected in err
+
+
+@pytest.mark.parametrize("argv", [["train", "--profile", "fastest"], ["train", "--epochs", "0"], []])
+def test_bad_usage_exits_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+
+
+def test_smoke_train_then_evaluate(cifar_root, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    data = str(cifar_root.resolve())  # the subprocess runs in tmp_path, so a relative path would break
+    env = {**os.environ, "EVA9_DATA_DIR": data, "PYTHONPATH": str(REPO)}
+    env.pop("EVA9_PROFILE", None)
+    env.pop("EVA9_EPOCHS", None)
+    train = [sys.executable, "-m", "eva9", "train", "--profile", "smoke", "--epochs", "1", "--train-per-class", "1",
+             "--test-per-class", "1", "--batch-size", "5", "--workers", "0", "--device", "cpu", "--out", str(out)]
+    done = subprocess.run(train, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert re.match(r"epoch +1/1 +train loss \d", lines[-2])
+    assert re.match(r"final test accuracy: \d+\.\d\d %", lines[-1])
+    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
+    config = json.loads((out / "config.json").read_text())
+    assert (config["profile"], config["train_per_class"], config["test_per_class"]) == ("smoke", 1, 1)
+
+    monkeypatch.setenv("EVA9_DATA_DIR", data)  # evaluate in this process; the data folder from the env
+    assert main(["evaluate", "--run", str(out), "--workers", "0"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"Accuracy of the network on the 10 test images: \d+\.\d\d %", printed[0])
+    names = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert [re.fullmatch(r"Accuracy of +(\w+) : +(\d+) %", line).group(1) for line in printed[1:]] == names
+    accuracy = float(printed[0].split(": ")[1].rstrip(" %")) / 100
+    assert accuracy == pytest.approx(json.loads((out / "metrics.json").read_text())["test_acc"])

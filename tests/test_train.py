@@ -1,0 +1,345 @@
+"""eva9.train: profiles and config checks, the epoch loop, fit's run folder, resume after SIGKILL, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from eva9.train import (
+    ENV_EPOCHS,
+    ENV_PROFILE,
+    PROFILES,
+    RUN_FILES,
+    History,
+    NonFiniteLossError,
+    TrainConfig,
+    evaluate,
+    fit,
+    load_run,
+    predict,
+    profile,
+    train_one_epoch,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tiny model and synthetic data for behaviour that does not need ResNet18 (written out so a subprocess can use it).
+HELPERS = '''
+import time
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 10))
+
+
+class Slow(nn.Module):
+    """Sleeps in every training forward, so that a test can kill the run mid-epoch."""
+
+    def __init__(self, inner, seconds):
+        super().__init__()
+        self.inner, self.seconds = inner, seconds
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(self.seconds)
+        return self.inner(x)
+
+
+def tiny_loaders(n_train=40, n_test=20, batch_size=10, seed=0):
+    g = torch.Generator().manual_seed(1234)
+    x = torch.randn(n_train + n_test, 3, 8, 8, generator=g)
+    y = torch.arange(n_train + n_test) % 10
+    x = x + y.view(-1, 1, 1, 1) * 0.1  # a little signal, so accuracy can move
+    train = DataLoader(TensorDataset(x[:n_train], y[:n_train]), batch_size=batch_size, shuffle=True,
+                       drop_last=True, generator=torch.Generator().manual_seed(seed))
+    test = DataLoader(TensorDataset(x[n_train:], y[n_train:]), batch_size=batch_size)
+    return train, test
+'''
+namespace: dict = {}
+exec(compile(HELPERS, "<tiny helpers>", "exec"), namespace)
+tiny_model, tiny_loaders, Slow = namespace["tiny_model"], namespace["tiny_loaders"], namespace["Slow"]
+
+
+@pytest.fixture(autouse=True)
+def _no_env_profile(monkeypatch):
+    monkeypatch.delenv(ENV_PROFILE, raising=False)
+    monkeypatch.delenv(ENV_EPOCHS, raising=False)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    return profile("seed", **{"epochs": 2, "batch_size": 10, "workers": 0, "device": "cpu", **overrides})
+
+
+def tiny_fit(out=None, model=None, resume=False, **overrides) -> History:
+    train, test = tiny_loaders()
+    return fit(model if model is not None else tiny_model(), tiny_config(**overrides), out=out, resume=resume,
+               quiet=True, train_loader=train, test_loader=test)
+
+
+# ----------------------------------------------------------------------------------------------------- profiles
+
+
+def test_seed_profile_is_the_reference_recipe():
+    c = profile("seed")
+    assert (c.epochs, c.batch_size, c.lr, c.momentum, c.schedule) == (50, 128, 0.01, 0.9, "constant")
+    assert (c.nesterov, c.weight_decay, c.label_smoothing) == (False, 0.0, 0.0)
+    assert c.train_per_class is None and c.test_per_class is None
+
+
+def test_fast_profile_is_a_one_cycle_recipe_and_smoke_is_500_by_250():
+    fast = profile("fast")
+    assert (fast.schedule, fast.nesterov, fast.batch_size, fast.epochs) == ("onecycle", True, 512, 30)
+    assert fast.weight_decay > 0 and fast.label_smoothing > 0
+    smoke = profile("smoke")
+    assert smoke.epochs == 1 and smoke.train_size == 500 and smoke.test_per_class * 10 == 250
+    assert smoke.batch_size <= smoke.train_size
+
+
+def test_overrides_and_environment(monkeypatch):
+    assert profile("fast", epochs=8, lr=0.1).epochs == 8
+    monkeypatch.setenv(ENV_PROFILE, "smoke")
+    assert profile().profile == "smoke"
+    assert profile("seed").profile == "seed"  # the environment only picks the profile when none is named
+    monkeypatch.setenv(ENV_EPOCHS, "3")
+    assert profile("fast").epochs == 3
+    assert profile("fast", epochs=5).epochs == 5  # an explicit override wins over the environment
+    monkeypatch.setenv(ENV_EPOCHS, "many")
+    with pytest.raises(ValueError, match=ENV_EPOCHS):
+        profile("seed")
+
+
+def test_unknown_profile_lists_the_choices():
+    with pytest.raises(ValueError, match="seed, fast, smoke"):
+        profile("fastest")
+    assert set(PROFILES) == {"seed", "fast", "smoke"}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", 0),
+        ("epochs", -3),
+        ("schedule", "linear"),
+        ("batch_size", 0),
+        ("lr", -0.1),
+        ("lr", float("nan")),
+        ("momentum", 1.5),
+        ("label_smoothing", 1.0),
+        ("train_per_class", 0),
+        ("test_per_class", 1001),
+        ("device", "gpu0"),
+        ("workers", -1),
+    ],
+)
+def test_bad_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field}="):
+        profile("seed", **{field: value})
+
+
+def test_batch_larger_than_the_subset_is_refused():
+    with pytest.raises(ValueError, match=r"batch_size=.*larger than the training set \(500 images"):
+        profile("smoke", batch_size=501)
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        profile("seed", epoch=3)
+
+
+def test_bad_config_fails_before_any_work(tmp_path):
+    config = TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="epochs"):
+        fit(None, config, out=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_round_trips_through_json():
+    config = profile("fast", seed=7, test_per_class=10)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+# ----------------------------------------------------------------------------------------- epoch and evaluation
+
+
+def test_evaluate_and_predict_restore_the_mode_and_agree():
+    model, (_, test) = tiny_model(), tiny_loaders()
+    for training in (True, False):
+        model.train(training)
+        loss, acc = evaluate(model, test)
+        assert model.training is training
+    out = predict(model, test)
+    assert out.logits.shape == (20, 10) and out.labels.tolist() == [y for _, ys in test for y in ys.tolist()]
+    assert loss == pytest.approx(nn.functional.cross_entropy(out.logits, out.labels).item(), rel=1e-6)
+    assert acc == pytest.approx((out.preds == out.labels).double().mean().item())
+
+
+def test_train_one_epoch_averages_the_loss_over_samples():
+    model, (train, _) = tiny_model(), tiny_loaders()
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # weights never move, so the epoch mean is a plain mean
+    loss, acc = train_one_epoch(model, train, frozen, nn.CrossEntropyLoss(), "cpu")
+    expected_loss, expected_acc = evaluate(model, train)
+    assert loss == pytest.approx(expected_loss, rel=1e-6) and acc == pytest.approx(expected_acc)
+
+
+# ---------------------------------------------------------------------------------------------------------- fit
+
+
+def test_a_two_step_resnet18_fit_writes_every_run_file(tiny_folder, tmp_path):
+    out = tmp_path / "run"
+    config = profile("smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu",
+                     data_dir=str(tiny_folder))
+    history = fit(None, config, out=out, quiet=True)  # model=None: ResNet18, 10 images / batch 5 = 2 steps
+    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
+    [record] = history.epochs
+    assert set(record) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
+    assert record["epoch"] == 1 and 0 <= record["test_acc"] <= 1
+    assert History.load(out) == history and TrainConfig.load(out) == config
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_acc"] == pytest.approx(record["test_acc"]) and metrics["test_images"] == 10
+    assert sum(map(sum, metrics["confusion_matrix"])) == 10 and len(metrics["class_accuracy"]) == 10
+    assert {"wall_seconds", "device", "versions"} <= set(metrics) and metrics["versions"]["torch"]
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and {"optimizer", "scheduler", "scaler", "rng"} <= set(checkpoint)
+    run = load_run(out)
+    assert run.config == config and run.history == history and not run.model.training
+    saved = torch.load(out / "model.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in run.model.state_dict().items())
+
+
+def test_same_seed_gives_the_same_first_epoch_loss(tiny_folder):
+    # The real data path (stratified subset, seeded shuffling and augmentation), with a tiny model for speed.
+    def first_loss(seed):
+        config = profile("smoke", epochs=1, train_per_class=4, test_per_class=1, batch_size=10, workers=0,
+                         device="cpu", data_dir=str(tiny_folder), seed=seed)
+        return fit(tiny_model(), config, quiet=True).epochs[0]["train_loss"]
+
+    first = first_loss(0)
+    assert first_loss(0) == first
+    assert first_loss(1) != first
+
+
+def test_fit_refuses_to_overwrite_a_run(tmp_path):
+    tiny_fit(tmp_path / "run", epochs=1)
+    with pytest.raises(ValueError, match="already holds a run; pass resume=True"):
+        tiny_fit(tmp_path / "run", epochs=1)
+
+
+def test_resuming_a_finished_run_returns_it_untouched(tmp_path):
+    out = tmp_path / "run"
+    history = tiny_fit(out, epochs=1)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert tiny_fit(out, resume=True, epochs=1) == history
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_resume_with_another_config_is_refused_but_a_constant_run_may_grow(tmp_path):
+    out = tmp_path / "run"
+    tiny_fit(out, epochs=1)
+    with pytest.raises(ValueError, match=r"lr: 0.01 -> 0.02"):
+        tiny_fit(out, resume=True, epochs=1, lr=0.02)
+    extended = tiny_fit(out, resume=True, epochs=2)
+    assert [e["epoch"] for e in extended.epochs] == [1, 2]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+
+    cycle = tmp_path / "cycle"
+    tiny_fit(cycle, epochs=1, schedule="onecycle")
+    with pytest.raises(ValueError, match="onecycle schedule depends on the total number of epochs"):
+        tiny_fit(cycle, resume=True, epochs=2, schedule="onecycle")
+
+
+def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path):
+    (tmp_path / "tiny_helpers.py").write_text(HELPERS)
+    script = tmp_path / "train_slowly.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from tiny_helpers import Slow, tiny_loaders, tiny_model
+        from eva9.train import fit, profile
+
+        train, test = tiny_loaders()
+        config = profile("seed", epochs=4, batch_size=10, lr=0.05, schedule="onecycle", workers=0, device="cpu")
+        fit(Slow(tiny_model(), 0.1), config, out=sys.argv[1], resume=sys.argv[2] == "resume", quiet=True,
+            train_loader=train, test_loader=test)
+    """))
+    reference = tiny_fit(model=Slow(tiny_model(), 0.0), epochs=4, lr=0.05, schedule="onecycle")
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, str(script), str(out), "fresh"], env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None:  # wait for epoch 1 to be saved
+            if (out / "history.json").is_file() and History.load(out).epochs:
+                break
+            time.sleep(0.02)
+        time.sleep(0.15)  # an epoch takes 4 x 0.1 s: this lands inside epoch 2
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    interrupted = History.load(out)
+    assert 1 <= len(interrupted) < 4 and not (out / "model.pt").exists()
+
+    done = subprocess.run([sys.executable, str(script), str(out), "resume"], env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0
+    resumed = History.load(out)
+    assert [e["epoch"] for e in resumed.epochs] == [1, 2, 3, 4]
+    assert resumed.epochs[: len(interrupted)] == interrupted.epochs  # earlier epochs kept as they were
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr"):  # same optimizer, schedule and data order
+        assert resumed.column(key) == pytest.approx(reference.column(key), rel=1e-5), key
+
+
+# ---------------------------------------------------------------------------------------------------- NaN guard
+
+
+class ExplodesAfter(nn.Module):
+    """A tiny model whose output turns NaN after ``steps`` training forwards."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.inner, self.steps, self.calls = tiny_model(), steps, 0
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.steps:
+                out = out * float("nan")
+        return out
+
+
+def test_a_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"nan at epoch 2, step 3 of 4") as caught:
+        tiny_fit(out, model=ExplodesAfter(steps=6), epochs=3)  # 4 steps per epoch: step 7 = epoch 2, step 3
+    assert (caught.value.epoch, caught.value.step) == (2, 3)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert [e["epoch"] for e in History.load(out).epochs] == [1]
+    assert not (out / "model.pt").exists()
+    run = load_run_tiny(out)
+    assert all(torch.isfinite(p).all() for p in run.parameters())
+
+
+def load_run_tiny(out: Path) -> nn.Module:
+    """The last checkpoint's weights in a fresh tiny model (load_run builds ResNet18, which would not fit)."""
+    model = ExplodesAfter(steps=0)
+    model.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=True)["model"])
+    return model
+
+
+def test_a_huge_learning_rate_is_caught_in_the_first_epoch():
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 1, step \d+ of 4 \(lr 1e\+30\)"):
+        tiny_fit(lr=1e30, epochs=1)
