@@ -17,13 +17,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from eva9.models import resnet18  # noqa: E402
+from eva9.models import BasicBlock, ResNet  # noqa: E402
 from eva9.train import train_one_epoch  # noqa: E402
 
 NAME = "engine"
-FULL = {"batch_size": 32, "batches": 2, "repeats": 5}
-QUICK = {"batch_size": 16, "batches": 2, "repeats": 3}
-TINY = {"batch_size": 4, "batches": 1, "repeats": 1}
+FULL = {"batch_size": 32, "batches": 2, "repeats": 5, "blocks": [2, 2, 2, 2], "size": 32}
+QUICK = {"batch_size": 16, "batches": 2, "repeats": 3, "blocks": [2, 2, 2, 2], "size": 32}
+TINY = {"batch_size": 4, "batches": 1, "repeats": 1, "blocks": [1, 1, 1, 1], "size": 16}  # for tests: it runs
+"""Settings: ``blocks`` per stage ([2, 2, 2, 2] is ResNet18) and image ``size`` let a test run a smaller model."""
 
 
 def bare_epoch(model: nn.Module, batches, optimizer, criterion) -> None:
@@ -36,12 +37,18 @@ def bare_epoch(model: nn.Module, batches, optimizer, criterion) -> None:
         optimizer.step()
 
 
+def _model_name(settings: dict) -> str:
+    name = "ResNet18" if settings["blocks"] == [2, 2, 2, 2] else f"ResNet{settings['blocks']}"
+    return f"{name} at {settings['size']}×{settings['size']}"
+
+
 def run(settings: dict = FULL, out: Path | None = common.RESULTS) -> dict:
     """Time both loops; print a table; return (and write) the JSON record."""
     torch.manual_seed(0)
     batch_size, n_batches = settings["batch_size"], settings["batches"]
-    batches = [(torch.randn(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))) for _ in range(n_batches)]
-    model = resnet18()
+    size = settings["size"]
+    batches = [(torch.randn(batch_size, 3, size, size), torch.randint(0, 10, (batch_size,))) for _ in range(n_batches)]
+    model = ResNet(BasicBlock, settings["blocks"])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
     device = torch.device("cpu")
@@ -57,7 +64,7 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS) -> dict:
     rate = {name: images / common.median(times) for name, times in seconds.items()}
     ratio = common.paired_ratio(seconds["bare"], seconds["eva9"])  # eva9 throughput / bare throughput
     common.print_table(
-        f"Engine overhead: ResNet18 training on CPU, {n_batches} batches of {batch_size}, "
+        f"Engine overhead: {_model_name(settings)} training on CPU, {n_batches} batches of {batch_size}, "
         f"{settings['repeats']} interleaved repeats",
         ["loop", "median s/epoch", "images/s"],
         [[name, common.median(times), rate[name]] for name, times in seconds.items()],

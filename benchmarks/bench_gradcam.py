@@ -19,15 +19,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from eva9.gradcam import GradCAM  # noqa: E402
-from eva9.models import resnet18  # noqa: E402
+from eva9.models import BasicBlock, ResNet  # noqa: E402
 
 NAME = "gradcam"
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]
 # The reference needs ~15 s per four-layer call on 32 images here, so the full setting skips the warm-up round
 # (the median of three absorbs a slow first call).
-FULL = {"images": 32, "repeats": 3, "warmup": 0, "single_layer": "layer4"}
-QUICK = {"images": 8, "repeats": 3, "warmup": 0, "single_layer": "layer4"}
-TINY = {"images": 2, "repeats": 1, "warmup": 0, "single_layer": "layer4"}
+FULL = {"images": 32, "repeats": 3, "warmup": 0, "single_layer": "layer4", "blocks": [2, 2, 2, 2], "size": 32}
+QUICK = {"images": 8, "repeats": 3, "warmup": 0, "single_layer": "layer4", "blocks": [2, 2, 2, 2], "size": 32}
+TINY = {"images": 2, "repeats": 1, "warmup": 0, "single_layer": "layer4", "blocks": [1, 1, 1, 1], "size": 16}
+"""Settings: ``blocks`` per stage ([2, 2, 2, 2] is ResNet18) and image ``size`` let a test run a smaller model."""
 
 
 def eva9_maps(model, images, layers):
@@ -48,8 +49,9 @@ def reference_maps(model, images, layers):
 def run(settings: dict = FULL, out: Path | None = common.RESULTS) -> dict:
     """Time both implementations for four layers and for one; print a table; return (and write) the record."""
     torch.manual_seed(0)
-    model = resnet18().eval()
-    images = torch.randn(settings["images"], 3, 32, 32)
+    model = ResNet(BasicBlock, settings["blocks"]).eval()
+    size = settings["size"]
+    images = torch.randn(settings["images"], 3, size, size)
     cases = {"4 layers": LAYERS, "1 layer": [settings["single_layer"]]}
     seconds, ratios = {}, {}
     for case, layers in cases.items():
@@ -63,7 +65,8 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS) -> dict:
         )
         ratios[case] = common.paired_ratio(seconds[case]["eva9"], seconds[case]["reference"])
     common.print_table(
-        f"GradCAM on CPU: ResNet18 (random init), {settings['images']} images 32×32, "
+        f"GradCAM on CPU: {'ResNet18' if settings['blocks'] == [2, 2, 2, 2] else 'ResNet' + str(settings['blocks'])}"
+        f" (random init), {settings['images']} images {size}×{size}, "
         f"{settings['repeats']} interleaved repeats",
         ["case", "grad-cam median s", "eva9 median s", "eva9 / grad-cam time"],
         [

@@ -1,7 +1,9 @@
 """Peak memory: the largest resident set size (RSS) of a child process running a smoke training run.
 
 The child runs ``eva9.train.fit`` on the ``smoke`` profile (the same work as ``python -m eva9 train --profile
-smoke``); its peak RSS comes from ``os.wait4``. A second child that only imports torch and eva9 and builds
+smoke``) and reports its own peak RSS, the kernel's ``VmHWM`` from ``/proc/self/status``. (``getrusage`` /
+``os.wait4`` are no good here: on Linux a child's ``ru_maxrss`` starts at the RSS of the parent it was forked
+from, so a child of a big process, such as pytest with torch loaded, looks as big as its parent.) A second child that only imports torch and eva9 and builds
 ResNet18 gives the baseline, so the difference is what training itself costs. Needs ``EVA9_DATA_DIR`` (or
 ``--data-dir``); DataLoader workers are separate processes and are not counted in the child's own peak.
 """
@@ -25,35 +27,44 @@ FULL = {"overrides": {}}
 QUICK = FULL
 TINY = {"overrides": {"train_per_class": 4, "test_per_class": 2, "batch_size": 8, "workers": 0}}
 
-BASELINE = """
+REPORT_PEAK = """
+def _report_peak():
+    with open("/proc/self/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(f"PEAK_RSS_KIB {kib}")
+"""
+
+BASELINE = REPORT_PEAK + """
 import torch
 import eva9.train
 from eva9.models import resnet18
 resnet18()
+_report_peak()
 """
 
-TRAIN = """
+TRAIN = REPORT_PEAK + """
 import json, sys
 from eva9.models import resnet18
 from eva9.train import fit, profile
 config = profile("smoke", **json.loads(sys.argv[1]))
-history = fit(resnet18(), config, out=sys.argv[2])
+history = fit(resnet18(), config, out=sys.argv[2], quiet=True)
 print(f"final test accuracy {history.epochs[-1]['test_acc']:.3f}")
+_report_peak()
 """
 
 
 def peak_rss(code: str, *args: str, env: dict | None = None) -> tuple[float, float, str]:
-    """Run ``python -c code args`` and return its peak RSS in MiB, its wall seconds and its output tail."""
+    """Run ``python -c code args``; return its peak RSS in MiB, its wall seconds and its last line before the peak."""
+    if not Path("/proc/self/status").is_file():
+        raise SystemExit("bench_memory reads /proc/self/status, so it runs on Linux only")
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+    child = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if child.returncode != 0:
-        raise RuntimeError(f"the child process failed (exit {child.returncode}):\n{output[-3000:]}")
-    return usage.ru_maxrss / 1024, seconds, output.strip().splitlines()[-1] if output.strip() else ""
+        raise RuntimeError(f"the child process failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
+    lines = child.stdout.strip().splitlines()
+    kib = int(lines[-1].split()[1])
+    return kib / 1024, seconds, lines[-2] if len(lines) > 1 else ""
 
 
 def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | None = None) -> dict:
