@@ -123,3 +123,11 @@ def test_provenance_names_the_machine_and_package_versions():
     assert info["machine"]["cores"] >= 1 and info["machine"]["cpu"]
     assert info["versions"]["torch"] and info["versions"]["python"]
     assert info["date"][:2] == "20"
+
+
+def test_run_history_feeds_the_training_curves_figure():
+    from eva9.plots import training_curves
+
+    history = results.run_history(synthetic_run(test_accs=(0.5, 0.9)))
+    assert history.column("test_acc") == [0.5, 0.9]
+    assert training_curves(history) is not None
