@@ -94,7 +94,8 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
              "(default: runs/PROFILE-YYYYmmdd-HHMMSS)",
     )
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last completed epoch (a finished run is left as is)")
+                        help="continue the run in --out from its last completed epoch, or start it if --out holds none yet "
+                             "(a finished run is left as is; without --profile the run's own config is used)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars or per-epoch lines; print only the final test accuracy")
 

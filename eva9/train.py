@@ -679,7 +679,8 @@ def fit(
     ``model=None`` builds ``config.model`` after seeding (so the seed fixes the initial weights too).
     ``config=None`` takes :func:`profile` (or, when resuming, the run folder's own config.json).
     ``out`` is the run folder (see the module docstring); ``resume=True`` continues from its last completed epoch
-    with the saved model, optimizer, scheduler, scaler and RNG states; a finished run is returned as it is.
+    with the saved model, optimizer, scheduler, scaler and RNG states, returns a finished run as it is, and starts
+    a new run where ``out`` holds none yet (so re-running the same call after an interruption always continues).
     Resuming with a config that computes something else is an error; ``TrainConfig.RESUMABLE`` fields may change,
     and ``epochs`` may grow when the schedule is constant.
     ``progress``: tqdm bar per epoch (None = on a terminal or in a notebook); ``quiet`` silences bars and the
@@ -688,11 +689,9 @@ def fit(
     """
     out = Path(out) if out is not None else None
     checkpoint: dict[str, Any] | None = None
-    if resume:
-        if out is None:
-            raise ValueError("resume=True needs out=, the run folder to continue")
-        if not (out / "config.json").is_file():
-            raise FileNotFoundError(f"nothing to resume in {out}: it holds no config.json from an earlier fit()")
+    if resume and out is None:
+        raise ValueError("resume=True needs out=, the run folder to continue")
+    if resume and (out / "config.json").is_file():
         saved = TrainConfig.load(out)
         config = config if config is not None else saved
         config.validate()
@@ -707,6 +706,8 @@ def fit(
     else:
         config = (config if config is not None else profile()).validate()
         if out is not None and (out / "checkpoint.pt").exists():
+            if resume:
+                raise ValueError(f"{out} holds a checkpoint.pt but no config.json; delete the folder to start over")
             raise ValueError(f"{out} already holds a run; pass resume=True to continue it, or choose another out")
     show_bar = _want_progress(progress) and not quiet
 

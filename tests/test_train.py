@@ -237,6 +237,11 @@ def test_fit_refuses_to_overwrite_a_run(tmp_path):
         tiny_fit(tmp_path / "run", epochs=1)
 
 
+def test_resume_starts_a_run_where_there_is_none(tmp_path):
+    assert len(tiny_fit(tmp_path / "new", resume=True, epochs=1)) == 1
+    assert (tmp_path / "new" / "model.pt").is_file()
+
+
 def test_resuming_a_finished_run_returns_it_untouched(tmp_path):
     out = tmp_path / "run"
     history = tiny_fit(out, epochs=1)
