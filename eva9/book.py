@@ -82,7 +82,7 @@ def profile_name() -> str:
         return name
     if _has_accelerator():
         return "seed"
-    print("No GPU here: using the smoke profile (1 epoch on 500 images), so accuracies are far below a full run.")
+    print("No GPU here: using the smoke profile (500 training images), so accuracies stay far below a full run.")
     return "smoke"
 
 
