@@ -25,7 +25,7 @@ import common  # noqa: E402
 NAME = "memory"
 FULL = {"overrides": {}}
 QUICK = FULL
-TINY = {"overrides": {"train_per_class": 4, "test_per_class": 2, "batch_size": 8, "workers": 0}}
+TINY = {"overrides": {"train_per_class": 1, "test_per_class": 1, "batch_size": 5, "workers": 0}}
 
 REPORT_PEAK = """
 def _report_peak():

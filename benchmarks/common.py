@@ -14,8 +14,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 """Where the benchmarks write their JSON by default."""
 
 
-def interleaved(contestants: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Wall seconds of each callable, run in alternating order (AB, BA, AB, ...) so drifting load hits all alike."""
+def interleaved(
+    contestants: dict[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int = 1,
+    cpu_seconds: dict[str, list[float]] | None = None,
+) -> dict[str, list[float]]:
+    """Wall seconds of each callable, run in alternating order (AB, BA, AB, ...) so drifting load hits all alike.
+
+    If ``cpu_seconds`` is given, it is filled with this process's CPU seconds for the same calls.
+    """
     names = list(contestants)
     for _ in range(warmup):
         for name in names:
@@ -23,9 +31,11 @@ def interleaved(contestants: dict[str, Callable[[], Any]], repeats: int, warmup:
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
         for name in names if round_ % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             contestants[name]()
             seconds[name].append(time.perf_counter() - start)
+            if cpu_seconds is not None:
+                cpu_seconds.setdefault(name, []).append(time.process_time() - cpu_start)
     return seconds
 
 

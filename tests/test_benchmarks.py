@@ -46,6 +46,9 @@ def test_engine_benchmark_runs(tmp_path):
     record = check_record(tmp_path / "engine.json", "engine")
     assert set(record["images_per_second"]) == {"bare", "eva9"}
     assert record["ratio_eva9_to_bare"] > 0
+    report = bench("report")
+    assert f"{record['ratio_eva9_to_bare']:.3f}×" in report.markdown(tmp_path)
+    assert report.markdown(tmp_path / "empty") == "No benchmark has been recorded yet."
 
 
 def test_gradcam_benchmark_runs(tmp_path):
@@ -62,6 +65,7 @@ def test_pipeline_benchmark_runs_and_projects_workers_for_a_gpu(tmp_path):
     rate = record["images_per_second_per_worker"]["albumentations (eva9)"]
     assert record["workers_to_feed_gpu_projection"]["albumentations (eva9)"] == -(-25_000 // rate)
     assert set(record["dataloader_images_per_second"]) == {"0", "1"}
+    assert "| torchvision.transforms.v2 |" in bench("report").markdown(tmp_path)
 
 
 def test_torchvision_twin_pipeline_cuts_a_mean_filled_16x16_hole_when_it_erases():
