@@ -443,16 +443,19 @@ def train_one_epoch(
     *,
     epoch: int | None = None,
     refresh_every: int = 25,
+    sync_every_step: bool | None = None,
 ) -> tuple[float, float]:
     """Train for one pass over ``loader``; return the mean training loss and accuracy over its samples.
 
     ``scheduler`` steps after every batch (one-cycle and cosine are per-step schedules). Loss and correct counts are
     summed on the device, so on a GPU the loop synchronises only every ``refresh_every`` steps (to update the
-    progress bar and check the loss) and at the end. A NaN or infinite loss raises :class:`NonFiniteLossError`
+    progress bar and check the loss) and at the end; on the CPU, where reading a value costs nothing, every step. A NaN or infinite loss raises :class:`NonFiniteLossError`
     naming the epoch and the first bad step (on the CPU at once, before the bad step updates the weights).
+    ``sync_every_step`` overrides that choice (None = only off CUDA).
     """
     device = torch.device(device)
-    check_every_step = device.type != "cuda"  # .item() is free on the CPU, so stop before any bad update
+    # .item() is free on the CPU, so stop before any bad update; on a GPU it would stall the queue every step.
+    check_every_step = device.type != "cuda" if sync_every_step is None else sync_every_step
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -507,7 +510,7 @@ def train_one_epoch(
             loss_sum += loss.detach().double() * n
             correct += (logits.detach().argmax(1) == labels).sum()
             seen += n
-            if step % refresh_every == 0 or step == total:
+            if check_every_step or step % refresh_every == 0 or step == total:
                 if not check_every_step:
                     check()
                 if bar is not None:

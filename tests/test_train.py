@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from eva9.train import (
     ENV_EPOCHS,
@@ -39,7 +38,6 @@ HELPERS = '''
 import time
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 
 def tiny_model(seed=0):
@@ -348,3 +346,13 @@ def load_run_tiny(out: Path) -> nn.Module:
 def test_a_huge_learning_rate_is_caught_in_the_first_epoch():
     with pytest.raises(NonFiniteLossError, match=r"at epoch 1, step \d+ of 4 \(lr 1e\+30\)"):
         tiny_fit(lr=1e30, epochs=1)
+
+
+@pytest.mark.parametrize("sync_every_step", [True, False])  # False: the GPU way, checked every few steps on device
+def test_train_one_epoch_names_the_first_non_finite_step(sync_every_step):
+    model, (train, _) = ExplodesAfter(steps=2), tiny_loaders()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(NonFiniteLossError, match=r"at epoch 5, step 3 of 4") as caught:
+        train_one_epoch(model, train, optimizer, nn.CrossEntropyLoss(), "cpu", epoch=5, refresh_every=2,
+                        sync_every_step=sync_every_step)
+    assert caught.value.step == 3
