@@ -38,6 +38,7 @@ HELPERS = '''
 import time
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 
 def tiny_model(seed=0):
