@@ -7,7 +7,6 @@ Goal: eva9 ≥ 0.95× the bare loop.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -92,14 +91,7 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS) -> dict:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python benchmarks/bench_engine.py [--quick] [--out DIR]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller batches and fewer repeats")
-    parser.add_argument("--out", type=Path, default=common.RESULTS, help="folder for the JSON (default: %(default)s)")
-    args = parser.parse_args(argv)
-    run(QUICK if args.quick else FULL, args.out)
+if __name__ == "__main__":  # same options as run.py, for this benchmark alone
+    import run
 
-
-if __name__ == "__main__":
-    main()
+    run.main(["--only", NAME, *sys.argv[1:]])

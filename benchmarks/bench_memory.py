@@ -10,7 +10,6 @@ ResNet18 gives the baseline, so the difference is what training itself costs. Ne
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -93,15 +92,7 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python benchmarks/bench_memory.py [--data-dir D] [--out DIR]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="same as the full run (one smoke run either way)")
-    parser.add_argument("--data-dir", default=None, help="CIFAR-10 image folder (default: $EVA9_DATA_DIR)")
-    parser.add_argument("--out", type=Path, default=common.RESULTS, help="folder for the JSON (default: %(default)s)")
-    args = parser.parse_args(argv)
-    run(QUICK if args.quick else FULL, args.out, args.data_dir)
+if __name__ == "__main__":  # same options as run.py, for this benchmark alone
+    import run
 
-
-if __name__ == "__main__":
-    main()
+    run.main(["--only", NAME, *sys.argv[1:]])

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from eva9.analysis import SHORT_NAMES
 from eva9.gradcam import _as_display_image, overlay
+from eva9.results import TARGET_ACCURACY
 
 __all__ = [
     "augmentation_grid",
@@ -32,9 +33,6 @@ __all__ = [
     "image_grid",
     "training_curves",
 ]
-
-TARGET_ACCURACY = 0.87
-"""The course's test-accuracy target, drawn as a line on the accuracy curves."""
 
 PathLike = Union[str, os.PathLike]
 
