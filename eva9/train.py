@@ -77,6 +77,16 @@ class NonFiniteLossError(FloatingPointError):
 # ------------------------------------------------------------------------------------------------ configuration
 
 
+def _read_run_json(path: str | os.PathLike, filename: str, hint: str) -> Any:
+    """The JSON in ``path``, or in ``path/filename`` when ``path`` is a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"no {filename} at {path}: {hint}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run. Build one with :func:`profile`; check it with :meth:`validate`."""
@@ -128,12 +138,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TrainConfig":
         """Read ``config.json`` (or the one inside a run folder)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "config.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"no config at {path}: is it a run folder written by fit(out=...)?")
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return cls.from_dict(_read_run_json(path, "config.json", "is it a run folder written by fit(out=...)?"))
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with some fields changed (unknown names are an error)."""
@@ -305,12 +310,7 @@ class History:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "History":
         """Read a ``history.json`` file (or the ``history.json`` inside a run folder)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "history.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"no history at {path}; train with out=... to write one")
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return cls.from_dict(_read_run_json(path, "history.json", "train with out=... to write one"))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``history.json`` atomically."""
