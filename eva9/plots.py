@@ -188,7 +188,7 @@ def _history_epochs(history) -> list[dict]:
     if isinstance(history, (str, os.PathLike)):
         from eva9.train import History
 
-        return History.load(history).epochs
+        history = History.load(history)
     epochs = history.get("epochs") if isinstance(history, Mapping) else getattr(history, "epochs", None)
     if not isinstance(epochs, list):
         raise ValueError('history must be a History, a dict {"epochs": [...]}, or the path of a history.json')

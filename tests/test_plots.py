@@ -145,9 +145,12 @@ def test_training_curves_plot_loss_and_accuracy_with_the_target_line(tmp_path, s
     assert_png(tmp_path / "curves.png")
 
 
-def test_training_curves_refuse_empty_or_incomplete_histories():
+def test_training_curves_refuse_empty_or_incomplete_histories(tmp_path):
     with pytest.raises(ValueError, match="no epochs"):
         plots.training_curves({"epochs": []})
+    (tmp_path / "history.json").write_text(json.dumps({"epochs": []}))
+    with pytest.raises(ValueError, match="no epochs"):
+        plots.training_curves(tmp_path)
     with pytest.raises(ValueError, match="test_acc"):
         plots.training_curves({"epochs": [{"epoch": 1, "train_loss": 1, "train_acc": 0.5, "test_loss": 1}]})
     with pytest.raises(ValueError, match="History"):
