@@ -125,15 +125,17 @@ class ImageFiles:
             return np.zeros((0, 32, 32, 3), dtype=np.uint8)
         first = self[0]
         array = np.empty((len(self.paths), *first.shape), dtype=np.uint8)
-        for i in range(len(self.paths)):
-            image = self[i]
+        for i, path in enumerate(self.paths):
+            # Decode straight into the array, and cache a view of it: never a second copy of the images in memory.
+            image = self._cache.get(path)
+            if image is None:
+                image = _read_image(path)
             if image.shape != first.shape:
                 raise CIFAR10Error(
-                    f"image {self.paths[i]} is {image.shape[1]}×{image.shape[0]} but {self.paths[0]} is "
+                    f"image {path} is {image.shape[1]}×{image.shape[0]} but {self.paths[0]} is "
                     f"{first.shape[1]}×{first.shape[0]}; every image of a CIFAR-10 copy must have the same size."
                 )
             array[i] = image
-        for i, path in enumerate(self.paths):  # the cache now holds views of the array, not a second copy
             self._cache[path] = array[i]
         return array
 

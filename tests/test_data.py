@@ -212,6 +212,21 @@ def test_per_class_subset_decodes_nothing_until_used(tiny_folder, monkeypatch):
     assert len(decoded) == 1, "a decoded image is cached"
 
 
+def test_decoding_into_one_array_holds_the_images_once(make_image_folder):
+    import tracemalloc
+
+    files = cifar10("train", root=make_image_folder(n_train=20, n_test=1)).images
+    tracemalloc.start()
+    try:
+        array = files.to_array()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert array.shape == (200, 32, 32, 3)
+    assert peak < 1.5 * array.nbytes, "images are decoded straight into the array, not first one by one"
+    assert all(files[i].base is array for i in range(len(files))), "the cache holds views of the array"
+
+
 def test_per_class_subset_of_an_array_dataset(make_batches_folder):
     dataset = cifar10("train", root=make_batches_folder(n_per_batch=10))  # 5 images per class
     subset = per_class_subset(dataset, 3, seed=0)
