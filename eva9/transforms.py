@@ -37,12 +37,11 @@ def train_transforms(
         raise ValueError(f"pad must be >= 0 and crop >= 1, got pad={pad}, crop={crop}")
     if not 1 <= cutout_size <= crop:
         raise ValueError(f"cutout_size must be between 1 and crop={crop}, not {cutout_size}")
-    size = crop + 2 * pad
     mean_pixel = tuple(int(round(255 * m)) for m in mean)
     return A.Compose(
         [
             # BORDER_REFLECT_101 is numpy/torchvision "reflect" (edge pixel not repeated); 2.x defaults to constant.
-            A.PadIfNeeded(min_height=size, min_width=size, border_mode=cv2.BORDER_REFLECT_101),
+            A.Pad(padding=pad, border_mode=cv2.BORDER_REFLECT_101),
             A.RandomCrop(height=crop, width=crop),
             A.HorizontalFlip(p=flip_p),
             A.CoarseDropout(

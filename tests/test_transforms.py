@@ -67,19 +67,23 @@ def test_cutout_happens_with_probability_cutout_p():
     assert 60 < holed < 140
 
 
-def test_crop_is_a_shifted_window_of_the_reflect_padded_image():
-    pipeline = seeded(T.train_transforms(pad=4, flip_p=0.0, cutout_p=0.0))
+@pytest.mark.parametrize("crop", [32, 24])
+def test_crop_is_a_shifted_window_of_the_image_reflect_padded_by_pad(crop):
+    pipeline = seeded(T.train_transforms(pad=4, crop=crop, flip_p=0.0, cutout_p=0.0, cutout_size=8))
     padded = np.pad(IMAGE, ((4, 4), (4, 4), (0, 0)), mode="reflect")  # torchvision's "reflect" padding
-    windows = {(dy, dx): normalized(padded[dy : dy + 32, dx : dx + 32]) for dy in range(9) for dx in range(9)}
+    last = 40 - crop  # the largest offset of a crop×crop window in the 40×40 padded image
+    windows = {
+        (dy, dx): normalized(padded[dy : dy + crop, dx : dx + crop]) for dy in range(last + 1) for dx in range(last + 1)
+    }
     offsets = []
     for _ in range(30):
         out = pipeline(image=IMAGE)["image"]
-        assert out.shape == (3, 32, 32)
+        assert out.shape == (3, crop, crop)
         match = [offset for offset, window in windows.items() if torch.allclose(out, window, atol=1e-5)]
         assert len(match) == 1, "every crop is one window of the reflect-padded image"
         offsets.append(match[0])
     assert len(set(offsets)) > 10, "the crop position is random"
-    assert any(dy in (0, 8) or dx in (0, 8) for dy, dx in offsets), "crops reach into the padding"
+    assert any(dy < 4 or dx < 4 or dy > last - 4 or dx > last - 4 for dy, dx in offsets), "crops reach into the padding"
 
 
 def test_same_seed_same_augmentations_different_seed_different():
