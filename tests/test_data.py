@@ -281,6 +281,8 @@ def test_loader_settings(tiny_folder, monkeypatch):
     assert isinstance(train.dataset.images, np.ndarray) and train.dataset.images.shape == (30, 32, 32, 3)
     one, _ = loaders(tiny_folder, batch_size=4, workers=1, device="cpu")
     assert one.persistent_workers and one.num_workers == 1
+    for loader in loaders(tiny_folder, batch_size=4, workers=0, device=torch.device("cuda")):  # not iterated
+        assert loader.pin_memory, "batches bound for a GPU come from pinned memory"
 
 
 def test_default_workers_follow_the_cpu_count(monkeypatch):
