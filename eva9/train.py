@@ -266,11 +266,7 @@ def profile(name: str | None = None, **overrides: Any) -> TrainConfig:
         except ValueError:
             raise ValueError(f"{ENV_EPOCHS}={env_epochs!r} is not an integer number of epochs") from None
     fields.update(overrides)
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(fields) - names)
-    if unknown:
-        raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(names)}")
-    return TrainConfig(**fields).validate()
+    return TrainConfig.from_dict(fields).validate()
 
 
 def build_model(name: str = "resnet18") -> nn.Module:
