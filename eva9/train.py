@@ -453,7 +453,9 @@ def train_one_epoch(
     # .item() is free on the CPU, so stop before any bad update; on a GPU it would stall the queue every step.
     check_every_step = device.type != "cuda" if sync_every_step is None else sync_every_step
     model.train()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    # The loss is summed in float64, which MPS lacks: sum it on the CPU there (off CUDA the loop syncs every step).
+    sum_device = torch.device("cpu") if device.type == "mps" else device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=sum_device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
     seen = 0
@@ -503,7 +505,7 @@ def train_one_epoch(
             if scheduler is not None:
                 scheduler.step()
             n = labels.size(0)
-            loss_sum += loss.detach().double() * n
+            loss_sum += loss.detach().to(sum_device).double() * n
             correct += (logits.detach().argmax(1) == labels).sum()
             seen += n
             if check_every_step or step % refresh_every == 0 or step == total:
