@@ -51,11 +51,11 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+def _add_data_options(parser: argparse.ArgumentParser, data_default: str = "$EVA9_DATA_DIR") -> None:
     parser.add_argument(
         "--data-dir", metavar="D",
         help="CIFAR-10 folder (image-folder train/ and test/, or cifar-10-batches-py/); "
-             "default: $EVA9_DATA_DIR, else download into ./data",
+             f"default: {data_default}, else download into ./data",
     )
     parser.add_argument("--device", help='"auto" (CUDA, then MPS, then CPU; the default), "cpu", "cuda", "cuda:1", "mps"')
     parser.add_argument("--workers", type=_non_negative_int, metavar="N",
@@ -144,7 +144,7 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
                         help="test images per class, or 'all' (default: the run's own test subset)")
     parser.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
                         help="evaluation batch size (default 256)")
-    _add_data_options(parser)
+    _add_data_options(parser, data_default="the run's own data folder, else $EVA9_DATA_DIR")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -162,7 +162,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     per_class = config.test_per_class
     if args.test_per_class is not None:
         per_class = None if args.test_per_class == ALL else args.test_per_class
-    device = pick_device(args.device if args.device is not None else config.device)
+    device = pick_device(args.device)  # where this machine computes best, not where the run trained
     test = cifar10("test", dataset_root(args.data_dir if args.data_dir is not None else config.data_dir),
                    transform=test_transforms())
     if per_class is not None:

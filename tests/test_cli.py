@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eva9.cli import build_parser, main
-from eva9.train import RUN_FILES
+from eva9.train import RUN_FILES, fit, profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,3 +92,14 @@ def test_smoke_train_then_evaluate(cifar_root, tmp_path, capsys, monkeypatch):
     assert [re.fullmatch(r"Accuracy of +(\w+) : +(\d+) %", line).group(1) for line in printed[1:]] == names
     accuracy = float(printed[0].split(": ")[1].rstrip(" %")) / 100
     assert accuracy == pytest.approx(json.loads((out / "metrics.json").read_text())["test_acc"])
+
+
+def test_evaluate_picks_this_machines_device_not_the_one_the_run_trained_on(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    config = profile("smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu",
+                     data_dir=str(tiny_folder))
+    fit(None, config, out=out, quiet=True)
+    saved = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**saved, "device": "cuda"}))  # as if trained with --device cuda
+    assert main(["evaluate", "--run", str(out), "--workers", "0"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.startswith("Accuracy of the network on the 10 test images: ")
