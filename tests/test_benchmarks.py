@@ -126,3 +126,11 @@ def test_full_run_of_a_tiny_smoke_profile_writes_a_loadable_record(tmp_path):
     assert run["final_test_acc"] == sum(cm[i][i] for i in range(10)) / 10
     assert run["class_accuracy"] == [cm[i][i] / sum(cm[i]) for i in range(10)]
     assert (tmp_path / "runs" / "full-smoke" / "model.pt").is_file()
+
+
+def test_readme_latest_numbers_are_the_recorded_json():
+    # benchmarks/README.md's tables are pasted from `python benchmarks/report.py`; a re-run benchmark whose JSON
+    # was committed without re-pasting them (or a hand-edited number) fails here.
+    readme = (BENCHMARKS / "README.md").read_text(encoding="utf-8")
+    for line in bench("report").markdown().splitlines():
+        assert line in readme, f"benchmarks/README.md lacks {line!r}; paste `python benchmarks/report.py` again"
