@@ -445,8 +445,10 @@ def train_one_epoch(
 
     ``scheduler`` steps after every batch (one-cycle and cosine are per-step schedules). Loss and correct counts are
     summed on the device, so on a GPU the loop synchronises only every ``refresh_every`` steps (to update the
-    progress bar and check the loss) and at the end; on the CPU, where reading a value costs nothing, every step. A NaN or infinite loss raises :class:`NonFiniteLossError`
-    naming the epoch and the first bad step (on the CPU at once, before the bad step updates the weights).
+    progress bar and check the loss) and at the end (an fp16 GradScaler still reads its overflow flag every step);
+    off CUDA, where reading a value is cheap, every step. A NaN or infinite loss raises
+    :class:`NonFiniteLossError` naming the epoch and the first bad step (off CUDA at once, before the bad step
+    updates the weights).
     ``sync_every_step`` overrides that choice (None = only off CUDA).
     """
     device = torch.device(device)
@@ -462,7 +464,7 @@ def train_one_epoch(
     total = len(loader)
     where = f"epoch {epoch}, " if epoch is not None else ""
 
-    def fail(step: int, value: float) -> None:
+    def fail(step: int, value: float | str) -> None:
         lr = optimizer.param_groups[0]["lr"]
         raise NonFiniteLossError(
             f"training loss became {value} at {where}step {step} of {total} (lr {lr:.3g}); stopped. "
@@ -474,7 +476,7 @@ def train_one_epoch(
     def check() -> None:
         bad_step = int(first_bad)
         if bad_step >= 0:
-            fail(bad_step, float("nan"))
+            fail(bad_step, "NaN or infinite")  # the device kept only where, not which
 
     bar = None
     if progress:
