@@ -542,7 +542,9 @@ class Run(NamedTuple):
 def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     if not amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # bf16 where the tensor cores run it (compute capability 8+: A100, L4, H100). torch.cuda.is_bf16_supported() also
+    # says yes where bf16 is only emulated (a T4, Colab's usual GPU), which is slower than fp16 with a GradScaler.
+    return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
 
 
 def _grad_scaler(amp_dtype: torch.dtype | None):

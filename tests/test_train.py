@@ -193,6 +193,21 @@ def test_train_one_epoch_averages_the_loss_over_samples():
     assert loss == pytest.approx(expected_loss, rel=1e-6) and acc == pytest.approx(expected_acc)
 
 
+@pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled, but CUDA is not available")
+@pytest.mark.parametrize(
+    "capability, dtype, scaled", [((7, 5), torch.float16, True), ((9, 0), torch.bfloat16, False)]
+)
+def test_cuda_amp_is_fp16_with_a_scaler_before_ampere_and_bf16_after(monkeypatch, capability, dtype, scaled):
+    from eva9 import train
+
+    # A T4 (7.5) can emulate bf16, slowly; it must get fp16 and a GradScaler. An H100 (9.0) gets bf16, unscaled.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    cuda = torch.device("cuda")
+    assert train._amp_dtype(cuda, amp=True) == dtype
+    assert train._amp_dtype(cuda, amp=False) is None and train._amp_dtype(torch.device("cpu"), amp=True) is None
+    assert (train._grad_scaler(dtype) is not None) == scaled
+
+
 # ---------------------------------------------------------------------------------------------------------- fit
 
 
