@@ -16,7 +16,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import data, train
-from .transforms import test_transforms
 from .utils import pick_device
 
 __all__ = [
@@ -114,10 +113,8 @@ def trained_run(config: train.TrainConfig) -> train.Run:
 def test_loader(config: train.TrainConfig) -> DataLoader:
     """The test images ``fit`` evaluated ``config`` on (its per-class subset, if any), in order, test-transformed."""
     setup()
-    test = data.cifar10("test", config.data_dir, transform=test_transforms())
-    if config.test_per_class is not None:
-        test = data.per_class_subset(test, config.test_per_class, config.seed)
-    return DataLoader(test, batch_size=config.batch_size, shuffle=False)
+    return data.test_loader(config.data_dir, batch_size=config.batch_size, workers=0,
+                            per_class=config.test_per_class, seed=config.seed)
 
 
 def class_samples(dataset, per_class: int, seed: int = 0) -> tuple[torch.Tensor, list[int]]:

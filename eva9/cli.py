@@ -149,12 +149,10 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
-    from torch.utils.data import DataLoader
 
     from .analysis import class_accuracy, format_class_accuracy
-    from .data import cifar10, dataset_root, default_workers, per_class_subset
+    from .data import test_loader
     from .train import load_run, predict
-    from .transforms import test_transforms
     from .utils import pick_device
 
     run = load_run(args.run)
@@ -163,13 +161,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.test_per_class is not None:
         per_class = None if args.test_per_class == ALL else args.test_per_class
     device = pick_device(args.device)  # where this machine computes best, not where the run trained
-    test = cifar10("test", dataset_root(args.data_dir if args.data_dir is not None else config.data_dir),
-                   transform=test_transforms())
-    if per_class is not None:
-        test = per_class_subset(test, per_class, config.seed)
-    workers = args.workers if args.workers is not None else default_workers()
-    loader = DataLoader(test, batch_size=args.batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+    loader = test_loader(args.data_dir if args.data_dir is not None else config.data_dir, batch_size=args.batch_size,
+                         workers=args.workers, per_class=per_class, seed=config.seed, device=device)
     model = run.model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)

@@ -36,6 +36,7 @@ __all__ = [
     "per_class_subset",
     "default_workers",
     "loaders",
+    "test_loader",
 ]
 
 CLASSES: tuple[str, ...] = (
@@ -396,6 +397,58 @@ def _seed_worker(worker_id: int) -> None:
         transform.set_random_seed(seed)
 
 
+def _loader_options(batch_size: int, workers: int | None, device: str | torch.device | None) -> dict[str, Any]:
+    """DataLoader keyword arguments shared by the train and test loaders."""
+    from .utils import pick_device
+
+    if workers is None:
+        workers = default_workers()
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, not {workers}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    return dict(
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        worker_init_fn=_seed_worker if workers > 0 else None,
+    )
+
+
+def _test_set(path: Path | None, transform, per_class: int | None, seed: int, download: bool | None) -> Dataset:
+    from .transforms import test_transforms
+
+    test = cifar10("test", path, download=download)
+    if per_class is not None:
+        test = per_class_subset(test, per_class, seed)
+    test.transform = test_transforms() if transform is None else transform
+    test.load_images()
+    return test
+
+
+def test_loader(
+    root: str | os.PathLike | None = None,
+    *,
+    batch_size: int = 128,
+    workers: int | None = None,
+    transform: Callable[..., Any] | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    download: bool | None = None,
+) -> DataLoader:
+    """The test split in order, test-transformed: the loader :func:`loaders` gives with the same arguments.
+
+    ``per_class`` takes the same stratified subset (seeded with ``seed``) as ``loaders(test_per_class=...)``, so a
+    run's test images can be rebuilt from its config alone.
+    """
+    options = _loader_options(batch_size, workers, device)
+    test = _test_set(dataset_root(root), transform, per_class, seed, download)
+    return DataLoader(test, shuffle=False, drop_last=False, generator=torch.Generator().manual_seed(seed), **options)
+
+
 def loaders(
     root: str | os.PathLike | None = None,
     *,
@@ -415,22 +468,13 @@ def loaders(
     stratified subset (seeded with ``seed``). The same seed gives the same batches, augmentation included: the
     train transform is reseeded (``set_random_seed``) from ``seed``, or in each worker from the worker's seed.
     """
-    from .transforms import test_transforms, train_transforms
-    from .utils import pick_device
+    from .transforms import train_transforms
 
-    if workers is None:
-        workers = default_workers()
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, not {workers}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    options = _loader_options(batch_size, workers, device)
     path = dataset_root(root)
     train = cifar10("train", path, download=download)
-    test = cifar10("test", path, download=download)
     if train_per_class is not None:
         train = per_class_subset(train, train_per_class, seed)
-    if test_per_class is not None:
-        test = per_class_subset(test, test_per_class, seed)
     if batch_size > len(train):
         raise ValueError(
             f"batch_size={batch_size} is larger than the training set ({len(train)} images"
@@ -438,25 +482,16 @@ def loaders(
             + "); with drop_last=True no batch would be drawn. Lower batch_size or raise train_per_class."
         )
     train.transform = train_transforms() if train_transform is None else train_transform
-    test.transform = test_transforms() if test_transform is None else test_transform
-    if workers == 0 and hasattr(train.transform, "set_random_seed"):
+    if options["num_workers"] == 0 and hasattr(train.transform, "set_random_seed"):
         train.transform.set_random_seed(seed)
     # Decode image files once, here, so that workers share the array instead of re-decoding every epoch.
     train.load_images()
-    test.load_images()
+    test = _test_set(path, test_transform, test_per_class, seed, download)
 
-    device = device if isinstance(device, torch.device) else pick_device(device)
-    common = dict(
-        batch_size=batch_size,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-        worker_init_fn=_seed_worker if workers > 0 else None,
-    )
     train_loader = DataLoader(
-        train, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed), **common
+        train, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed), **options
     )
     test_loader = DataLoader(
-        test, shuffle=False, drop_last=False, generator=torch.Generator().manual_seed(seed), **common
+        test, shuffle=False, drop_last=False, generator=torch.Generator().manual_seed(seed), **options
     )
     return train_loader, test_loader

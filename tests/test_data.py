@@ -285,6 +285,18 @@ def test_loader_settings(tiny_folder, monkeypatch):
         assert loader.pin_memory, "batches bound for a GPU come from pinned memory"
 
 
+def test_test_loader_rebuilds_the_test_half_of_loaders(tiny_folder):
+    _, expected = loaders(tiny_folder, batch_size=4, train_per_class=2, test_per_class=1, seed=3, workers=0,
+                          device="cpu")
+    alone = data.test_loader(tiny_folder, batch_size=4, per_class=1, seed=3, workers=0, device="cpu")
+    assert not alone.drop_last and len(alone.dataset) == 10
+    for (x1, y1), (x2, y2) in zip(expected, alone, strict=True):
+        assert torch.equal(y1, y2) and torch.equal(x1, x2)
+    other_seed = data.test_loader(tiny_folder, batch_size=10, per_class=1, seed=4, workers=0, device="cpu")
+    all_expected = torch.cat([x for x, _ in expected])
+    assert not torch.equal(next(iter(other_seed))[0], all_expected), "the subset follows the seed"
+
+
 def test_default_workers_follow_the_cpu_count(monkeypatch):
     import os
 
