@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .analysis import SHORT_NAMES
+
 __all__ = [
     "SCHEMA_VERSION",
     "TARGET_ACCURACY",
@@ -45,8 +47,6 @@ TARGET_ACCURACY = 0.87
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 """The repository's ``results/`` folder (next to the ``eva9`` package in a source checkout)."""
-
-_SHORT_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 REFERENCE_RUN: dict[str, Any] = {
     "profile": "reference",
@@ -318,7 +318,7 @@ def class_accuracy_table(runs: Iterable[dict], reference: bool = True) -> Table:
     runs = list(runs)
     columns = ["class"] + (["reference"] if reference else []) + [_column_name(run) for run in runs]
     rows = []
-    for i, name in enumerate(_SHORT_NAMES):
+    for i, name in enumerate(SHORT_NAMES):
         row: list[Any] = [name]
         if reference:
             row.append(_percent(REFERENCE_RUN["class_accuracy"][name]))
