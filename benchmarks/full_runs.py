@@ -1,12 +1,15 @@
 """Full training runs, recorded: train profiles end to end with ``eva9.train.fit`` and write ``results/<profile>.json``.
 
-    python benchmarks/full_runs.py [--profile seed --profile fast] [--epochs N] [--data-dir D] [--out results]
-                                   [--runs-dir runs] [--resume] [--quiet]
+    python benchmarks/full_runs.py [--profile seed --profile fast] [--epochs N] [--workers N] [--data-dir D]
+                                   [--out results] [--runs-dir runs] [--resume] [--quiet]
 
 Meant for one GPU (see benchmarks/README.md, "Full runs on a GPU"); on a CPU only the ``smoke`` profile is
-practical (``--profile smoke --out /tmp/results``). Each record holds the per-epoch history, the epoch and the
-training seconds at which test accuracy first reached 87%, the final test and train accuracy, per-class accuracy,
-the confusion matrix, the device name, package versions, the date and the wall time. The run folder of each
+practical (``--profile smoke --out /tmp/results``). Each record holds the per-epoch history (with training and
+evaluation images/s), the epoch and the training seconds at which test accuracy first reached 87%, the final test
+and train accuracy, per-class accuracy, the confusion matrix, the device name, package versions, the commit, the
+date and the wall time. The final weights are published as float16 in ``<out>/weights/resnet18-<profile>-<h>.pt``
+(``<h>``: the first 8 hex digits of the file's SHA-256), and the record says how that file scores when loaded into
+a fresh float32 ResNet18 on the run's device, with and without flip test-time augmentation. The run folder of each
 profile (checkpoint, weights, metrics.json) is kept under ``--runs-dir`` so that ``--resume`` can finish a run
 that was interrupted.
 """
@@ -15,16 +18,61 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from eva9.analysis import SHORT_NAMES
-from eva9.results import SCHEMA_VERSION, TARGET_ACCURACY, epochs_to_target, provenance, validate_run
-from eva9.train import History, fit, profile
+from eva9.data import default_workers, test_loader
+from eva9.results import SCHEMA_VERSION, TARGET_ACCURACY, epochs_to_target, provenance, save_weights, sha256_of, validate_run
+from eva9.train import History, TrainConfig, build_model, evaluate, fit, profile
+from eva9.utils import pick_device
+
+RELOAD_TOLERANCE = 0.001
+"""How far (as a fraction) the published float16 weights may score from the recorded final test accuracy."""
 
 DEFAULT_PROFILES = ("seed", "fast")
+
+
+def commit() -> str | None:
+    """The eva9 commit that ran: ``git rev-parse HEAD`` of this checkout, else ``$EVA9_COMMIT`` (a copied tree)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        head = ""
+    return head or os.environ.get("EVA9_COMMIT") or None
+
+
+def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: float) -> dict:
+    """Load the float16 file into a fresh float32 model on the run's device and score the run's test images.
+
+    Scored in float32 (no autocast), once plainly and once with flip test-time augmentation; ``matches_record`` says
+    whether the plain accuracy is within ``RELOAD_TOLERANCE`` of the accuracy recorded during training.
+    """
+    device = pick_device(config.device)
+    model = build_model(config.model)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.to(device)
+    loader = test_loader(config.data_dir, batch_size=config.batch_size, workers=config.workers,
+                         per_class=config.test_per_class, seed=config.seed, device=device)
+    _, accuracy = evaluate(model, loader)
+    _, accuracy_tta = evaluate(model, loader, tta=True)
+    return {
+        "file": path.name,
+        "sha256": None,  # filled in by the caller, who hashed the file
+        "dtype": "float16",
+        "scored_on": str(device),
+        "test_acc_float32": accuracy,
+        "test_acc_float32_flip_tta": accuracy_tta,
+        "matches_record": abs(accuracy - recorded_test_acc) <= RELOAD_TOLERANCE,
+        "tolerance": RELOAD_TOLERANCE,
+    }
 
 
 def build_record(config: dict, history: History, metrics: dict, wall_seconds: float, resumed: bool) -> dict:
@@ -35,6 +83,8 @@ def build_record(config: dict, history: History, metrics: dict, wall_seconds: fl
         "profile": config["profile"],
         "device": metrics["device"],
         **provenance(),
+        "commit": commit(),
+        "loader_workers": config.get("workers") if config.get("workers") is not None else default_workers(),
         "versions": metrics["versions"],
         "config": config,
         "history": history.to_dict(),
@@ -63,11 +113,15 @@ def record_profile(
     data_dir: str | None = None,
     resume: bool = False,
     quiet: bool = False,
+    workers: int | None = None,
     **overrides: Any,
 ) -> dict:
-    """Train profile ``name`` (continuing its run folder if ``resume``), write ``out/<name>.json``, return it."""
+    """Train profile ``name`` (continuing its run folder if ``resume``), write ``out/<name>.json`` and the
+    published weights ``out/weights/<model>-<name>-<h>.pt``; return the record."""
     if epochs is not None:
         overrides["epochs"] = epochs
+    if workers is not None:
+        overrides["workers"] = workers
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     config = profile(name, **overrides)
@@ -79,6 +133,10 @@ def record_profile(
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     record = build_record(config.to_dict(), history, metrics, wall_seconds, resumed)
     out = Path(out)
+    weights = save_weights(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True), name,
+                           out / "weights", model=config.model)
+    record["weights"] = check_published_weights(weights, config, record["final_test_acc"])
+    record["weights"]["sha256"] = sha256_of(weights)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
@@ -90,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="append", choices=("seed", "fast", "smoke"),
                         help="profile to run (repeatable; default: seed and fast)")
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loader worker processes (default: eva9.data.default_workers(), usable cores - 1)")
+    parser.add_argument("--train-per-class", type=int, default=None,
+                        help="train on a stratified subset of N images per class (a dry run; default: all 5,000)")
+    parser.add_argument("--test-per-class", type=int, default=None,
+                        help="test on a stratified subset of N images per class (a dry run; default: all 1,000)")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder (default: $EVA9_DATA_DIR)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="folder for <profile>.json (default: %(default)s)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
@@ -99,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name in args.profile or DEFAULT_PROFILES:
         try:
-            record = record_profile(name, args.out, args.runs_dir, args.epochs, args.data_dir, args.resume, args.quiet)
+            subsets = {key: value for key, value in (("train_per_class", args.train_per_class),
+                                                     ("test_per_class", args.test_per_class)) if value is not None}
+            record = record_profile(name, args.out, args.runs_dir, args.epochs, args.data_dir, args.resume, args.quiet,
+                                    args.workers, **subsets)
         except (ValueError, FileNotFoundError) as error:
             print(f"full_runs.py: {name}: {error}", file=sys.stderr)
             return 1
@@ -108,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: final test accuracy {record['final_test_acc']:.2%} after {len(record['history']['epochs'])} "
               f"epochs on {record['device']}; {reached}; wall {record['wall_seconds']:.0f} s -> "
               f"{args.out / (name + '.json')}")
+        weights = record["weights"]
+        print(f"{name}: weights {args.out / 'weights' / weights['file']} (sha256 {weights['sha256']}); as float32 on "
+              f"{weights['scored_on']}: {weights['test_acc_float32']:.2%} (record {record['final_test_acc']:.2%}: "
+              f"{'within' if weights['matches_record'] else 'NOT within'} {100 * weights['tolerance']:.1f} "
+              f"percentage point), {weights['test_acc_float32_flip_tta']:.2%} with flip TTA")
     return 0
 
 

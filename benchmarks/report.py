@@ -23,8 +23,11 @@ def markdown(results: Path = common.RESULTS) -> str:
     """The README's "Latest numbers" section body, built from the JSON records in ``results``."""
     out: list[str] = []
     records = [r for r in (_load(results, n) for n in ("engine", "gradcam", "pipeline", "memory")) if r]
-    if not records:
+    epoch = _load(results, "epoch")
+    if not records and not epoch:
         return "No benchmark has been recorded yet."
+    if not records:
+        return epoch_breakdown(epoch)
     first = records[0]
     versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items() if v)
     out.append(f"Machine: {first['machine']['cpu']}, {first['machine']['cores']} cores ({first['machine']['platform']}); "
@@ -75,6 +78,25 @@ def markdown(results: Path = common.RESULTS) -> str:
                 f"| `fit` on the smoke profile | {memory['smoke_peak_rss_mib']:,.0f} |",
                 "", f"Training adds {memory['training_adds_mib']:,.0f} MiB; the smoke run took "
                     f"{memory['smoke_wall_seconds']:.0f} s here ({memory['child_output']})."]
+    if epoch:
+        out += ["", epoch_breakdown(epoch)]
+    return "\n".join(out)
+
+
+def epoch_breakdown(epoch: dict) -> str:
+    """The table of ``bench_epoch.py``: images/s of each part of one epoch, per profile."""
+    machine = epoch["machine"]
+    where = machine["gpu"] or machine["cpu"]
+    out = [f"**5. Where an epoch's time goes** ({epoch['date'][:10]}; {where}, {machine['cores']} CPU cores; "
+           f"torch {epoch['versions']['torch']}; one full epoch of each part after a warm-up)", "",
+           "| profile | batch | workers | input pipeline (img/s) | model (img/s) | real loop (img/s) | "
+           "evaluation (img/s) | epoch (s) | limited by |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for p in epoch["profiles"]:
+        rate = p["images_per_second"]
+        out.append(f"| {p['profile']} | {p['batch_size']} | {p['workers']} | {rate['input pipeline']:,.0f} | "
+                   f"{rate['model']:,.0f} | {rate['real loop']:,.0f} | {rate['evaluation']:,.0f} | "
+                   f"{p['epoch_seconds']:.2f} | {p['limited_by']} |")
     return "\n".join(out)
 
 

@@ -381,9 +381,22 @@ def per_class_subset(dataset: Dataset, n_per_class: int, seed: int = 0) -> Datas
 # --------------------------------------------------------------------------------------------------- loaders
 
 
+def _usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
-    """Loader worker processes by default: as many as CPU cores, at most 4."""
-    return min(4, os.cpu_count() or 1)
+    """Loader worker processes by default: one per usable core but one, kept for the training process; at most 32.
+
+    A GPU consumes augmented images faster than a core makes them (about 3,000 images/s per worker with eva9's
+    Albumentations pipeline), so the loader takes every core the training loop does not need: 15 workers on a
+    16-core GPU machine, 1 on a 2-core one. 32 is more than one GPU needs; more would only cost memory and start-up.
+    """
+    return max(1, min(32, _usable_cores() - 1))
 
 
 def _seed_worker(worker_id: int) -> None:

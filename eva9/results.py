@@ -7,7 +7,9 @@ A recorded run is one JSON file written by ``benchmarks/full_runs.py`` after tra
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import html
+import io
 import json
 import math
 import os
@@ -24,12 +26,15 @@ __all__ = [
     "SCHEMA_VERSION",
     "TARGET_ACCURACY",
     "RESULTS_DIR",
+    "WEIGHTS_DIR",
     "REFERENCE_RUN",
     "Table",
     "provenance",
     "versions",
     "machine",
     "epochs_to_target",
+    "sha256_of",
+    "save_weights",
     "validate_run",
     "load_run_file",
     "load_recorded_runs",
@@ -47,6 +52,9 @@ TARGET_ACCURACY = 0.87
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 """The repository's ``results/`` folder (next to the ``eva9`` package in a source checkout)."""
+
+WEIGHTS_DIR = RESULTS_DIR / "weights"
+"""Published weights of the recorded runs: ``resnet18-<run>-<h>.pt`` (see :func:`save_weights`)."""
 
 REFERENCE_RUN: dict[str, Any] = {
     "profile": "reference",
@@ -143,6 +151,47 @@ def epochs_to_target(epochs: Sequence[dict], target: float = TARGET_ACCURACY) ->
         if float(row["test_acc"]) >= target:
             return int(row["epoch"]), elapsed
     return None, None
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_weights(state_dict: dict, run: str, directory: str | os.PathLike = WEIGHTS_DIR, model: str = "resnet18") -> Path:
+    """Publish a state_dict as ``<model>-<run>-<h>.pt`` in ``directory``; return the file's path.
+
+    Floating-point tensors are stored as float16 (half the size; a float32 model loads them with
+    ``load_state_dict``), others (BatchNorm's step counters) as they are, all contiguous on the CPU. ``<h>`` is the
+    first 8 hex digits of the file's SHA-256: torchvision's naming, which ``torch.hub.load_state_dict_from_url(...,
+    check_hash=True)`` verifies. The same weights saved again give the same file; an existing file of that name
+    with other bytes is never overwritten.
+    """
+    import torch
+
+    half = {
+        key: (value.detach().to("cpu", torch.float16) if value.is_floating_point() else value.detach().cpu()).contiguous()
+        for key, value in state_dict.items()
+    }
+    buffer = io.BytesIO()  # a file object keeps the archive's inner folder name independent of the file name
+    torch.save(half, buffer)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    directory = Path(directory)
+    path = directory / f"{model}-{run}-{digest[:8]}.pt"
+    if path.exists():
+        if sha256_of(path) != digest:
+            raise ValueError(f"{path} exists with other bytes than these weights; it was not overwritten")
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
 
 
 def _fail(source: str, message: str) -> None:

@@ -285,6 +285,9 @@ def build_model(name: str = "resnet18") -> nn.Module:
 class History:
     """Per-epoch records: epoch (1-based), train_loss, train_acc, test_loss, test_acc (fractions), lr, seconds.
 
+    ``seconds`` is the epoch's wall time, training and evaluation together; runs written by :func:`fit` also hold
+    ``train_images_per_s`` and ``eval_images_per_s``, the rates of the two parts.
+
     ``train_loss`` is the training criterion's (label-smoothed where the config asks for it), averaged over the
     epoch's steps while the weights change; ``test_loss`` is plain cross-entropy after the epoch; ``lr`` is the
     learning rate of the epoch's first step.
@@ -365,10 +368,11 @@ def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader, *, amp_dtype: torch.dtype | None = None) -> Predictions:
+def predict(model: nn.Module, loader, *, amp_dtype: torch.dtype | None = None, tta: bool = False) -> Predictions:
     """Logits, predictions and labels for every sample of ``loader``, in loader order, on the CPU.
 
     The model runs in eval mode on its own device; its previous train/eval mode is restored afterwards.
+    ``tta=True`` adds flip test-time augmentation: the logits are the mean of the image's and its mirror image's.
     """
     device = _model_device(model)
     was_training = model.training
@@ -379,6 +383,8 @@ def predict(model: nn.Module, loader, *, amp_dtype: torch.dtype | None = None) -
             images, _ = _to_device(images, labels, device)
             with _autocast(device, amp_dtype):
                 logits = model(images)
+                if tta:
+                    logits = (logits.float() + model(images.flip(-1)).float()) / 2
             logits_all.append(logits.float().cpu())
             labels_all.append(torch.as_tensor(labels).long().cpu())
     finally:
@@ -395,9 +401,13 @@ def evaluate(
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     *,
     amp_dtype: torch.dtype | None = None,
+    tta: bool = False,
 ) -> tuple[float, float]:
-    """Mean loss (cross-entropy unless ``criterion``, a mean-reducing loss, is given) and accuracy in [0, 1]."""
-    out = predict(model, loader, amp_dtype=amp_dtype)
+    """Mean loss (cross-entropy unless ``criterion``, a mean-reducing loss, is given) and accuracy in [0, 1].
+
+    ``tta=True`` scores the mean logits of each image and its mirror image (see :func:`predict`).
+    """
+    out = predict(model, loader, amp_dtype=amp_dtype, tta=tta)
     return _loss_and_accuracy(out, criterion)
 
 
@@ -660,11 +670,22 @@ def _write_metrics(
     return metrics
 
 
+def _images_per_epoch(loader) -> int:
+    """Images one pass over ``loader`` yields: a DataLoader's sampler length (less a dropped partial batch)."""
+    sampler, batch_size = getattr(loader, "sampler", None), getattr(loader, "batch_size", None)
+    if sampler is not None and batch_size:
+        images = len(sampler)
+        return images - images % batch_size if loader.drop_last else images
+    return sum(len(labels) for _, labels in loader)  # a list of (images, labels) batches
+
+
 def _summary_line(record: dict, epochs: int) -> str:
     return (
         f"epoch {record['epoch']:>3}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_acc']:6.2%}"
         f"  test loss {record['test_loss']:.4f} acc {record['test_acc']:6.2%}  lr {record['lr']:.4g}"
         f"  {record['seconds']:.1f}s"
+        + (f" ({record['train_images_per_s']:,.0f} img/s train, {record['eval_images_per_s']:,.0f} eval)"
+           if "train_images_per_s" in record else "")
     )
 
 
@@ -774,12 +795,16 @@ def fit(
             model, train_loader, optimizer, criterion, device, scheduler, scaler, amp_dtype,
             progress=show_bar, epoch=epoch,
         )
+        trained = time.perf_counter()  # train_one_epoch ends by reading its sums, so the device has finished
         last_preds = predict(model, test_loader, amp_dtype=amp_dtype)
         test_loss, test_acc = _loss_and_accuracy(last_preds)
-        seconds = time.perf_counter() - started
+        finished = time.perf_counter()
+        seconds = finished - started
         train_seconds += seconds
         record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-                      test_acc=test_acc, lr=lr, seconds=seconds)
+                      test_acc=test_acc, lr=lr, seconds=seconds,
+                      train_images_per_s=_images_per_epoch(train_loader) / (trained - started),
+                      eval_images_per_s=last_preds.labels.numel() / (finished - trained))
         history.epochs.append(record)
         if out is not None:
             _save_atomic(

@@ -3,6 +3,7 @@ benchmark is a pass/fail test; see benchmarks/README.md for the measured ones)."
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -93,6 +95,20 @@ def test_memory_benchmark_runs(tmp_path):
     assert record["smoke_peak_rss_mib"] > record["baseline_peak_rss_mib"] > 0
 
 
+@needs_data
+def test_epoch_breakdown_benchmark_times_the_four_parts_of_an_epoch(tmp_path):
+    module = bench("bench_epoch")
+    module.run(module.TINY, tmp_path, root=DATA_DIR)
+    record = check_record(tmp_path / "epoch.json", "epoch")
+    [smoke] = record["profiles"]
+    assert (smoke["train_images"], smoke["test_images"], smoke["steps"]) == (40, 20, 4)
+    rates = smoke["images_per_second"]
+    assert set(rates) == {"input pipeline", "model", "real loop", "evaluation"} and min(rates.values()) > 0
+    assert smoke["limited_by"] == min(("input pipeline", "model"), key=rates.get)
+    report = bench("report").markdown(tmp_path)
+    assert "Where an epoch's time goes" in report and f"| smoke | 10 | 0 | {rates['input pipeline']:,.0f} |" in report
+
+
 def test_full_run_record_finds_the_first_epoch_at_87_percent_and_keeps_per_class_results_in_class_order():
     from eva9.analysis import SHORT_NAMES
     from eva9.train import History
@@ -126,6 +142,36 @@ def test_full_run_of_a_tiny_smoke_profile_writes_a_loadable_record(tmp_path):
     assert run["final_test_acc"] == sum(cm[i][i] for i in range(10)) / 10
     assert run["class_accuracy"] == [cm[i][i] / sum(cm[i]) for i in range(10)]
     assert (tmp_path / "runs" / "full-smoke" / "model.pt").is_file()
+    # the final weights are published as float16, named by their hash, and score as recorded in float32
+    weights = run["weights"]
+    [published] = (tmp_path / "results" / "weights").iterdir()
+    assert published.name == weights["file"] == f"resnet18-smoke-{weights['sha256'][:8]}.pt"
+    assert hashlib.sha256(published.read_bytes()).hexdigest() == weights["sha256"]
+    state = torch.load(published, weights_only=True)
+    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
+    assert weights["test_acc_float32"] == pytest.approx(run["final_test_acc"], abs=0.1)  # 10 images: ±1 may flip
+    assert 0 <= weights["test_acc_float32_flip_tta"] <= 1 and weights["scored_on"] == "cpu"
+    assert weights["matches_record"] == (abs(weights["test_acc_float32"] - run["final_test_acc"]) <= 0.001)
+
+
+def test_published_weights_are_float16_named_by_their_hash_and_never_overwritten(tmp_path):
+    from eva9.results import save_weights
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    path = save_weights(model.state_dict(), "demo", tmp_path, model="tiny")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert path.name == f"tiny-demo-{digest[:8]}.pt"
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["0.weight"].dtype == torch.float16 and loaded["1.num_batches_tracked"].dtype == torch.int64
+    fresh = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    fresh.load_state_dict(loaded)  # a float32 model takes the float16 tensors
+    assert fresh[0].weight.dtype == torch.float32
+    torch.testing.assert_close(fresh[0].weight, model[0].weight, atol=1e-3, rtol=1e-3)
+    assert save_weights(model.state_dict(), "demo", tmp_path, model="tiny") == path  # same weights, same file
+    path.write_bytes(b"something else")
+    with pytest.raises(ValueError, match="not overwritten"):
+        save_weights(model.state_dict(), "demo", tmp_path, model="tiny")
+    assert path.read_bytes() == b"something else"
 
 
 def test_readme_latest_numbers_are_the_recorded_json():

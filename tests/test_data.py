@@ -297,13 +297,20 @@ def test_test_loader_rebuilds_the_test_half_of_loaders(tiny_folder):
     assert not torch.equal(next(iter(other_seed))[0], all_expected), "the subset follows the seed"
 
 
-def test_default_workers_follow_the_cpu_count(monkeypatch):
+@pytest.mark.parametrize("cores, workers", [(1, 1), (2, 1), (4, 3), (16, 15), (33, 32), (128, 32)])
+def test_default_workers_leave_one_usable_core_to_the_training_loop(monkeypatch, cores, workers):
+    monkeypatch.setattr(data, "_usable_cores", lambda: cores)
+    assert data.default_workers() == workers
+
+
+def test_usable_cores_follow_the_affinity_mask(monkeypatch):
     import os
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert data.default_workers() == 2
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no affinity masks on this OS")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5})
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    assert data.default_workers() == 4
+    assert data._usable_cores() == 3
 
 
 def test_batch_larger_than_train_subset_is_refused(tiny_folder):

@@ -185,6 +185,20 @@ def test_evaluate_and_predict_restore_the_mode_and_agree():
     assert acc == pytest.approx((out.preds == out.labels).double().mean().item())
 
 
+def test_flip_tta_scores_the_mean_logits_of_each_image_and_its_mirror():
+    model, (_, test) = tiny_model(), tiny_loaders()
+    model.eval()
+    images = torch.cat([x for x, _ in test])
+    with torch.no_grad():
+        expected = (model(images) + model(images.flip(-1))) / 2
+    out = predict(model, test, tta=True)
+    torch.testing.assert_close(out.logits, expected)
+    assert not torch.allclose(out.logits, predict(model, test).logits), "the mirror image must change the logits"
+    loss, acc = evaluate(model, test, tta=True)
+    assert loss == pytest.approx(nn.functional.cross_entropy(expected, out.labels).item(), rel=1e-6)
+    assert acc == pytest.approx((expected.argmax(1) == out.labels).double().mean().item())
+
+
 def test_train_one_epoch_averages_the_loss_over_samples():
     model, (train, _) = tiny_model(), tiny_loaders()
     frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # weights never move, so the epoch mean is a plain mean
@@ -218,8 +232,11 @@ def test_a_two_step_resnet18_fit_writes_every_run_file(tiny_folder, tmp_path):
     history = fit(None, config, out=out, quiet=True)  # model=None: ResNet18, 10 images / batch 5 = 2 steps
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
     [record] = history.epochs
-    assert set(record) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"}
+    assert set(record) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds",
+                           "train_images_per_s", "eval_images_per_s"}
     assert record["epoch"] == 1 and 0 <= record["test_acc"] <= 1
+    # 10 training and 10 test images, each part taking some of the epoch's seconds
+    assert record["train_images_per_s"] > 10 / record["seconds"] and record["eval_images_per_s"] > 10 / record["seconds"]
     assert History.load(out) == history and TrainConfig.load(out) == config
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_acc"] == pytest.approx(record["test_acc"]) and metrics["test_images"] == 10
@@ -371,4 +388,55 @@ def test_train_one_epoch_names_the_first_non_finite_step(sync_every_step):
     with pytest.raises(NonFiniteLossError, match=r"at epoch 5, step 3 of 4") as caught:
         train_one_epoch(model, train, optimizer, nn.CrossEntropyLoss(), "cpu", epoch=5, refresh_every=2,
                         sync_every_step=sync_every_step)
+    assert caught.value.step == 3
+
+
+# --------------------------------------------------------------------------------------------------------- CUDA
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_cuda_fit_trains_channels_last_with_amp_from_pinned_worker_batches(tiny_folder, tmp_path):
+    from eva9.data import loaders
+
+    config = profile("smoke", epochs=2, train_per_class=4, test_per_class=2, batch_size=10, workers=2,
+                     device="cuda", data_dir=str(tiny_folder))
+    train, test = loaders(tiny_folder, batch_size=10, workers=2, train_per_class=4, test_per_class=2, device="cuda")
+    images, _ = next(iter(train))
+    assert train.pin_memory and test.pin_memory and images.is_pinned()
+    history = fit(None, config, out=tmp_path / "run", quiet=True)
+    assert [e["epoch"] for e in history.epochs] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(e["train_loss"])) for e in history.epochs)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["device"] == torch.cuda.get_device_name(0) and metrics["test_images"] == 20
+    run = load_run(tmp_path / "run")  # saved from a channels-last CUDA model, loaded on the CPU
+    assert next(run.model.parameters()).device.type == "cpu"
+    on_cpu = evaluate(run.model, test)
+    on_gpu = evaluate(run.model.cuda().to(memory_format=torch.channels_last), test)
+    assert on_gpu[1] == pytest.approx(on_cpu[1], abs=0.051)  # at most one of 20 images may flip under TF32
+
+
+@needs_cuda
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16, None])
+def test_cuda_epoch_learns_under_each_precision(amp_dtype):
+    from eva9.train import _grad_scaler
+
+    model, (train, test) = tiny_model().cuda(), tiny_loaders()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    scaler = _grad_scaler(amp_dtype)
+    assert (scaler is not None) == (amp_dtype == torch.float16)
+    before = evaluate(model, train)[0]
+    for _ in range(5):
+        loss, _ = train_one_epoch(model, train, optimizer, nn.CrossEntropyLoss(), "cuda", scaler=scaler,
+                                  amp_dtype=amp_dtype)
+    assert loss < before and evaluate(model, train)[0] < before
+
+
+@needs_cuda
+def test_cuda_deferred_nan_check_names_the_first_bad_step():
+    model, (train, _) = ExplodesAfter(steps=2).cuda(), tiny_loaders()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at epoch 5, step 3 of 4") as caught:
+        train_one_epoch(model, train, optimizer, nn.CrossEntropyLoss(), "cuda", epoch=5, refresh_every=4)
     assert caught.value.step == 3
