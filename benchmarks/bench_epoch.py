@@ -63,6 +63,14 @@ def _timed(device: torch.device, work) -> float:
     return time.perf_counter() - start
 
 
+def limiting_part(rates: dict[str, float], margin: float = 0.1) -> str:
+    """Which of the input pipeline and the model bounds the real loop: the slower, unless they are within ``margin``."""
+    pipeline, model = rates["input pipeline"], rates["model"]
+    if abs(pipeline - model) <= margin * min(pipeline, model):
+        return f"both (within {margin:.0%})"
+    return "input pipeline" if pipeline < model else "model"
+
+
 def measure_profile(name: str, settings: dict[str, Any], root: str | None) -> dict[str, Any]:
     """Images/s of the four parts of one epoch of profile ``name``."""
     overrides = {key: settings[key] for key in ("batch_size", "workers") if settings.get(key) is not None}
@@ -107,7 +115,7 @@ def measure_profile(name: str, settings: dict[str, Any], root: str | None) -> di
     rates = {part: train_images / s for part, s in seconds.items()}
     test_images = _images_per_epoch(test_loader)
     rates["evaluation"] = test_images / eval_seconds
-    limit = "input pipeline" if rates["input pipeline"] < rates["model"] else "model"
+    limit = limiting_part(rates)
     return {
         "profile": name, "batch_size": config.batch_size, "workers": train_loader.num_workers,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,

@@ -40,13 +40,23 @@ DEFAULT_PROFILES = ("seed", "fast")
 
 
 def commit() -> str | None:
-    """The eva9 commit that ran: ``git rev-parse HEAD`` of this checkout, else ``$EVA9_COMMIT`` (a copied tree)."""
+    """The eva9 commit that ran: ``$EVA9_COMMIT`` when set, else ``git rev-parse HEAD`` (``-dirty`` if changed).
+
+    ``$EVA9_COMMIT`` wins because a copied tree can carry a ``.git`` of another commit than its files: on the first
+    GPU run, the device's copy answered with the commit the checkout was made from, not the one whose files ran.
+    """
+    if os.environ.get("EVA9_COMMIT"):
+        return os.environ["EVA9_COMMIT"]
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        head = git("rev-parse", "HEAD")
+        return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
-        head = ""
-    return head or os.environ.get("EVA9_COMMIT") or None
+        return None
 
 
 def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: float) -> dict:

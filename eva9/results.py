@@ -41,6 +41,7 @@ __all__ = [
     "run_summary",
     "summary_table",
     "class_accuracy_table",
+    "weights_table",
     "run_history",
 ]
 
@@ -322,12 +323,20 @@ def _column_name(run: dict) -> str:
     return f"{run['profile']} ({gpu})"
 
 
+def _median(values: Sequence[float]) -> float | None:
+    values = sorted(values)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
 def run_summary(run: dict) -> dict[str, Any]:
-    """The headline numbers of one run: profile, device, date, epochs, final accuracies (%), epochs/seconds to 87%."""
+    """The headline numbers of one run: profile, device, date, epochs, final accuracies (%), epochs/seconds to 87%,
+    the median epoch's seconds and training images/s (None for records written before images/s were kept)."""
     epochs = run["history"]["epochs"]
-    seconds = sorted(float(row["seconds"]) for row in epochs)
-    middle = len(seconds) // 2
-    median = seconds[middle] if len(seconds) % 2 else (seconds[middle - 1] + seconds[middle]) / 2
+    median = _median([float(row["seconds"]) for row in epochs])
+    images_per_s = _median([float(row["train_images_per_s"]) for row in epochs if "train_images_per_s" in row])
     return {
         "profile": run["profile"],
         "device": run["device"],
@@ -339,6 +348,7 @@ def run_summary(run: dict) -> dict[str, Any]:
         "epochs_to_target": run["epochs_to_target"],
         "seconds_to_target": None if run["seconds_to_target"] is None else round(run["seconds_to_target"], 1),
         "median_epoch_seconds": round(median, 2),
+        "median_train_images_per_s": None if images_per_s is None else int(round(images_per_s)),
         "wall_seconds": round(float(run["wall_seconds"]), 1),
     }
 
@@ -347,18 +357,35 @@ def summary_table(runs: Iterable[dict], reference: bool = True) -> Table:
     """One row per run (the reference run first if ``reference``): the fields of ``run_summary``."""
     columns = [
         "profile", "device", "date", "epochs", "final_test_acc", "final_train_acc", "best_test_acc",
-        "epochs_to_target", "seconds_to_target", "median_epoch_seconds", "wall_seconds",
+        "epochs_to_target", "seconds_to_target", "median_epoch_seconds", "median_train_images_per_s", "wall_seconds",
     ]
     rows = []
     if reference:
         ref = REFERENCE_RUN
         rows.append([
             "reference", "–", "–", ref["epochs"], _percent(ref["final_test_acc"]), _percent(ref["final_train_acc"]),
-            None, None, None, None, None,
+            None, None, None, None, None, None,
         ])
     for run in runs:
         summary = run_summary(run)
         rows.append([summary[column] for column in columns])
+    return Table(columns, rows)
+
+
+def weights_table(runs: Iterable[dict]) -> Table:
+    """The published float16 weights of each run that has them: file, SHA-256 prefix, and their test accuracy (%)
+    as recorded during training, reloaded into a float32 model, and with flip test-time augmentation."""
+    columns = ["profile", "file", "sha256", "recorded", "float32 reload", "reload within 0.1 pp", "flip TTA"]
+    rows = []
+    for run in runs:
+        weights = run.get("weights")
+        if not weights:
+            continue
+        rows.append([
+            run["profile"], weights["file"], weights["sha256"][:16], f"{100.0 * run['final_test_acc']:.2f}",
+            f"{100.0 * weights['test_acc_float32']:.2f}", "yes" if weights["matches_record"] else "NO",
+            f"{100.0 * weights['test_acc_float32_flip_tta']:.2f}",
+        ])
     return Table(columns, rows)
 
 

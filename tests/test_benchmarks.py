@@ -104,7 +104,9 @@ def test_epoch_breakdown_benchmark_times_the_four_parts_of_an_epoch(tmp_path):
     assert (smoke["train_images"], smoke["test_images"], smoke["steps"]) == (40, 20, 4)
     rates = smoke["images_per_second"]
     assert set(rates) == {"input pipeline", "model", "real loop", "evaluation"} and min(rates.values()) > 0
-    assert smoke["limited_by"] == min(("input pipeline", "model"), key=rates.get)
+    assert smoke["limited_by"] == module.limiting_part(rates)
+    assert module.limiting_part({"input pipeline": 100.0, "model": 50.0}) == "model"
+    assert module.limiting_part({"input pipeline": 48_399.0, "model": 48_716.0}) == "both (within 10%)"
     report = bench("report").markdown(tmp_path)
     assert "Where an epoch's time goes" in report and f"| smoke | 10 | 0 | {rates['input pipeline']:,.0f} |" in report
 
@@ -152,6 +154,15 @@ def test_full_run_of_a_tiny_smoke_profile_writes_a_loadable_record(tmp_path):
     assert weights["test_acc_float32"] == pytest.approx(run["final_test_acc"], abs=0.1)  # 10 images: ±1 may flip
     assert 0 <= weights["test_acc_float32_flip_tta"] <= 1 and weights["scored_on"] == "cpu"
     assert weights["matches_record"] == (abs(weights["test_acc_float32"] - run["final_test_acc"]) <= 0.001)
+
+
+def test_a_named_commit_wins_over_the_git_folder_of_a_copied_tree(monkeypatch):
+    full_runs = bench("full_runs")
+    monkeypatch.setenv("EVA9_COMMIT", "28f3a75")
+    assert full_runs.commit() == "28f3a75"
+    monkeypatch.delenv("EVA9_COMMIT")
+    found = full_runs.commit()  # this checkout's HEAD, marked when tracked files differ from it
+    assert found is None or len(found.removesuffix("-dirty")) == 40
 
 
 def test_published_weights_are_float16_named_by_their_hash_and_never_overwritten(tmp_path):

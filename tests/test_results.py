@@ -113,9 +113,24 @@ def test_run_summary_reports_percentages_epochs_to_target_and_median_epoch_time(
     assert summary["final_test_acc"] == 90.0
     assert summary["epochs_to_target"] == 2
     assert summary["median_epoch_seconds"] == 4.0
+    assert summary["median_train_images_per_s"] is None  # a record from before fit kept images/s
     assert summary["date"] == "2025-01-02"
     table = results.summary_table([run])
     assert [row[0] for row in table.rows] == ["reference", "seed"]
+    assert all(len(row) == len(table.columns) for row in table.rows)
+    for row, rate in zip(run["history"]["epochs"], (1000.0, 3000.0, 2000.0)):
+        row["train_images_per_s"] = rate
+    assert results.run_summary(run)["median_train_images_per_s"] == 2000
+
+
+def test_weights_table_lists_the_published_file_and_its_reload_check():
+    run, older = synthetic_run("fast", test_accs=(0.5, 0.9063)), synthetic_run("seed")
+    run["weights"] = {"file": "resnet18-fast-7ddcfbb6.pt", "sha256": "7ddcfbb6" + "0" * 56, "dtype": "float16",
+                      "scored_on": "cuda", "test_acc_float32": 0.9061, "test_acc_float32_flip_tta": 0.9107,
+                      "matches_record": True, "tolerance": 0.001}
+    table = results.weights_table([older, run])  # a run without published weights has no row
+    assert table.rows == [["fast", "resnet18-fast-7ddcfbb6.pt", "7ddcfbb600000000", "90.63", "90.61", "yes", "91.07"]]
+    assert "| fast | resnet18-fast-7ddcfbb6.pt |" in table.to_markdown()
 
 
 def test_provenance_names_the_machine_and_package_versions():
