@@ -29,7 +29,15 @@ import torch
 
 from eva9.analysis import SHORT_NAMES
 from eva9.data import default_workers, test_loader
-from eva9.results import SCHEMA_VERSION, TARGET_ACCURACY, epochs_to_target, provenance, save_weights, sha256_of, validate_run
+from eva9.results import (
+    SCHEMA_VERSION,
+    TARGET_ACCURACY,
+    epochs_to_target,
+    provenance,
+    save_weights,
+    sha256_of,
+    validate_run,
+)
 from eva9.train import History, TrainConfig, build_model, evaluate, fit, profile
 from eva9.utils import pick_device
 
@@ -75,7 +83,7 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
     _, accuracy_tta = evaluate(model, loader, tta=True)
     return {
         "file": path.name,
-        "sha256": None,  # filled in by the caller, who hashed the file
+        "sha256": sha256_of(path),
         "dtype": "float16",
         "scored_on": str(device),
         "test_acc_float32": accuracy,
@@ -146,7 +154,6 @@ def record_profile(
     weights = save_weights(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True), name,
                            out / "weights", model=config.model)
     record["weights"] = check_published_weights(weights, config, record["final_test_acc"])
-    record["weights"]["sha256"] = sha256_of(weights)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record

@@ -59,7 +59,8 @@ def _add_data_options(parser: argparse.ArgumentParser, data_default: str = "$EVA
     )
     parser.add_argument("--device", help='"auto" (CUDA, then MPS, then CPU; the default), "cpu", "cuda", "cuda:1", "mps"')
     parser.add_argument("--workers", type=_non_negative_int, metavar="N",
-                        help="data-loader worker processes (default: usable CPU cores minus one, at most 32; 0 = load in this process)")
+                        help="data-loader worker processes (default: usable CPU cores minus one, at most 32; "
+                             "0 = load in this process)")
 
 
 # ------------------------------------------------------------------------------------------------------- train

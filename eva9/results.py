@@ -163,7 +163,9 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_weights(state_dict: dict, run: str, directory: str | os.PathLike = WEIGHTS_DIR, model: str = "resnet18") -> Path:
+def save_weights(
+    state_dict: dict, run: str, directory: str | os.PathLike = WEIGHTS_DIR, model: str = "resnet18"
+) -> Path:
     """Publish a state_dict as ``<model>-<run>-<h>.pt`` in ``directory``; return the file's path.
 
     Floating-point tensors are stored as float16 (half the size; a float32 model loads them with
@@ -175,7 +177,7 @@ def save_weights(state_dict: dict, run: str, directory: str | os.PathLike = WEIG
     import torch
 
     half = {
-        key: (value.detach().to("cpu", torch.float16) if value.is_floating_point() else value.detach().cpu()).contiguous()
+        key: value.detach().to("cpu", torch.float16 if value.is_floating_point() else value.dtype).contiguous()
         for key, value in state_dict.items()
     }
     buffer = io.BytesIO()  # a file object keeps the archive's inner folder name independent of the file name
