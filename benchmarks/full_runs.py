@@ -132,10 +132,16 @@ def record_profile(
     resume: bool = False,
     quiet: bool = False,
     workers: int | None = None,
+    run_name: str | None = None,
     **overrides: Any,
 ) -> dict:
-    """Train profile ``name`` (continuing its run folder if ``resume``), write ``out/<name>.json`` and the
-    published weights ``out/weights/<model>-<name>-<h>.pt``; return the record."""
+    """Train profile ``name`` (continuing its run folder if ``resume``), write ``out/<run>.json`` and the
+    published weights ``out/weights/<model>-<run>-<h>.pt``; return the record.
+
+    ``run`` is ``run_name``, else the profile's name: name a run that changes the profile with ``overrides``
+    (a tuning trial), so that its record, weights and run folder stand apart from the profile's own.
+    """
+    run_name = run_name or name
     if epochs is not None:
         overrides["epochs"] = epochs
     if workers is not None:
@@ -143,7 +149,7 @@ def record_profile(
     if data_dir is not None:
         overrides["data_dir"] = str(data_dir)
     config = profile(name, **overrides)
-    run_dir = Path(runs_dir) / f"full-{name}"
+    run_dir = Path(runs_dir) / f"full-{run_name}"
     resumed = resume and (run_dir / "config.json").is_file()
     start = time.perf_counter()
     history = fit(None, config, out=run_dir, resume=resumed, quiet=quiet)
@@ -151,11 +157,12 @@ def record_profile(
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     record = build_record(config.to_dict(), history, metrics, wall_seconds, resumed)
     out = Path(out)
-    weights = save_weights(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True), name,
+    weights = save_weights(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True), run_name,
                            out / "weights", model=config.model)
     record["weights"] = check_published_weights(weights, config, record["final_test_acc"])
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    record["run"] = run_name
+    (out / f"{run_name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
 
 
@@ -171,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="train on a stratified subset of N images per class (a dry run; default: all 5,000)")
     parser.add_argument("--test-per-class", type=int, default=None,
                         help="test on a stratified subset of N images per class (a dry run; default: all 1,000)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="changes",
+                        help="change a TrainConfig field of the profile, VALUE in JSON (repeatable; needs --name)")
+    parser.add_argument("--name", default=None, help="the run's name for its record, weights and run folder "
+                                                      "(default: the profile's; needs exactly one --profile)")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder (default: $EVA9_DATA_DIR)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="folder for <profile>.json (default: %(default)s)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
@@ -178,15 +189,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs in --runs-dir")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     args = parser.parse_args(argv)
-    for name in args.profile or DEFAULT_PROFILES:
+    profiles = args.profile or DEFAULT_PROFILES
+    if args.name is not None and len(profiles) != 1:
+        parser.error("--name names one run: give exactly one --profile")
+    if args.changes and args.name is None:
+        parser.error("--set changes the profile: give the run a --name, so that it does not pass for the profile")
+    changes = {}
+    for change in args.changes:
+        field, sep, value = change.partition("=")
+        try:
+            changes[field] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--set {change}: write FIELD=VALUE with VALUE in JSON, for example lr=0.4")
+        if not sep:
+            parser.error(f"--set {change}: write FIELD=VALUE")
+    for name in profiles:
         try:
             subsets = {key: value for key, value in (("train_per_class", args.train_per_class),
                                                      ("test_per_class", args.test_per_class)) if value is not None}
             record = record_profile(name, args.out, args.runs_dir, args.epochs, args.data_dir, args.resume, args.quiet,
-                                    args.workers, **subsets)
+                                    args.workers, args.name, **subsets, **changes)
         except (ValueError, FileNotFoundError) as error:
             print(f"full_runs.py: {name}: {error}", file=sys.stderr)
             return 1
+        name = record["run"]
         reached = (f"87% at epoch {record['epochs_to_target']} ({record['seconds_to_target']:.0f} s of training)"
                    if record["epochs_to_target"] else "87% not reached")
         print(f"{name}: final test accuracy {record['final_test_acc']:.2%} after {len(record['history']['epochs'])} "
