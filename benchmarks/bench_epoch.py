@@ -25,17 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from eva9.data import loaders  # noqa: E402
 from eva9.train import (  # noqa: E402
-    _amp_dtype,
-    _grad_scaler,
     _images_per_epoch,
     _to_device,
+    _training_parts,
     build_model,
     predict,
     profile,
@@ -82,16 +80,10 @@ def measure_profile(name: str, settings: dict[str, Any], root: str | None) -> di
         config.data_dir, batch_size=config.batch_size, workers=config.workers, train_per_class=config.train_per_class,
         test_per_class=config.test_per_class, seed=config.seed, device=device,
     )
-    model = build_model(config.model).to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                nesterov=config.nesterov, weight_decay=config.weight_decay)
-    amp_dtype = _amp_dtype(device, config.amp)
-    scaler = _grad_scaler(amp_dtype)
+    model = build_model(config.model)
     steps, train_images = len(train_loader), _images_per_epoch(train_loader)
+    # fit's model placement, criterion, optimizer and precision; no scheduler: the lr does not change the speed
+    criterion, optimizer, _, amp_dtype, scaler = _training_parts(model, config, device, steps)
 
     def pipeline_epoch() -> None:
         for images, labels in train_loader:

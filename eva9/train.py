@@ -584,6 +584,32 @@ def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps
     return None
 
 
+class _TrainingParts(NamedTuple):
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    amp_dtype: torch.dtype | None
+    scaler: Any
+
+
+def _training_parts(
+    model: nn.Module, config: TrainConfig, device: torch.device, steps_per_epoch: int
+) -> _TrainingParts:
+    """Move ``model`` to ``device`` (channels-last on CUDA) and build what :func:`fit` trains it with."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+    amp_dtype = _amp_dtype(device, config.amp)
+    return _TrainingParts(criterion, optimizer, _make_scheduler(config, optimizer, steps_per_epoch), amp_dtype,
+                          _grad_scaler(amp_dtype))
+
+
 def _rng_states(train_loader) -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     states = {
@@ -753,18 +779,7 @@ def fit(
         train_loader = train_loader if train_loader is not None else default_train
         test_loader = test_loader if test_loader is not None else default_test
 
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-        weight_decay=config.weight_decay,
-    )
-    scheduler = _make_scheduler(config, optimizer, len(train_loader))
-    amp_dtype = _amp_dtype(device, config.amp)
-    scaler = _grad_scaler(amp_dtype)
+    criterion, optimizer, scheduler, amp_dtype, scaler = _training_parts(model, config, device, len(train_loader))
 
     history = History()
     start_epoch = 1
