@@ -8,7 +8,8 @@
 # Each step has a time limit (seconds, from the environment: TESTS_LIMIT, SEED_LIMIT, FAST_LIMIT, EPOCH_LIMIT), so a
 # slow step cannot starve the packing at the end; run the same command again on the same machine and the runs
 # continue where they stopped (--resume). RUN_ARGS adds options to full_runs.py and bench_epoch.py: a CPU dry run of
-# this script is RUN_ARGS="--epochs 1 --train-per-class 20 --test-per-class 10" PYTHON=.venv/bin/python.
+# this script is RUN_ARGS="--epochs 1 --train-per-class 60 --test-per-class 10" PYTHON=.venv/bin/python (60 per
+# class, as fast's batch of 512 needs more than 500 training images).
 # The results travel back as OUT/bundle.tar.NN, parts of at most 15 MiB:
 #     cat OUT/bundle.tar.* | tar -x     # in the checkout: results/, benchmarks/results/epoch.json, gpu-logs/
 set -uo pipefail

@@ -251,7 +251,7 @@ def profile(name: str | None = None, **overrides: Any) -> TrainConfig:
       Müller et al. 2019), which regularizes the over-confident final epochs of a short schedule. The same
       ingredients (one-cycle, Nesterov, wd 5e-4, batch 512, label smoothing) are what David Page's DAWNBench
       ResNet-9 used to reach 94% in 24 epochs. Measured on an H100 (``results/fast.json``), it misses both aims:
-      90.63% after 30 epochs (91.07% with flip test-time augmentation), 87% first at epoch 23. It is not tuned yet.
+      90.63% after 30 epochs (91.07% with flip test-time augmentation), 87% first at epoch 23. Two first tuning trials (``benchmarks/README.md``) did not beat it.
     - ``smoke``: one epoch on 50 training and 25 test images per class (500 / 250) at batch 50 with the seed's
       optimizer: a plumbing check that finishes in about a minute on a 2-core CPU, not a result.
     """
