@@ -40,6 +40,7 @@ from eva9.results import (
 )
 from eva9.train import History, TrainConfig, build_model, evaluate, fit, profile
 from eva9.utils import pick_device
+from eva9.weights import write_index
 
 RELOAD_TOLERANCE = 0.001
 """How far (as a fraction) the published float16 weights may score from the recorded final test accuracy."""
@@ -163,6 +164,7 @@ def record_profile(
     out.mkdir(parents=True, exist_ok=True)
     record["run"] = run_name
     (out / f"{run_name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_index(out)  # the list of records that readers without a checkout download (see eva9.weights)
     return record
 
 

@@ -1,8 +1,11 @@
-"""What the book's chapters share: the data folder, the profile in force, and one trained run per profile.
+"""What the book's chapters share: the data folder, the profile in force, and the trained network they explain.
 
 Chapters run as notebooks with ``book/`` as their working directory, and Colab opens one chapter at a time, so
-every chapter that needs a trained network asks :func:`trained_run`, which loads the run that an earlier chapter
-left in ``runs/`` or trains it there.
+every chapter that needs a trained network asks :func:`trained_network`. Where weights are published (a recorded
+full run in ``results/``, or in the repository when there is no checkout) and ``$EVA9_PROFILE`` is not set, that
+is the published network, the ``seed`` run's first: a reader on any CPU sees a trained network in seconds, as the
+UvA deep-learning notebooks do with their checkpoints. Otherwise it is the run of the profile in force, which
+:func:`trained_run` loads from ``runs/`` or trains there.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import data, train
+from . import data, models, results, train, weights
 from .utils import pick_device
 
 __all__ = [
@@ -27,12 +31,20 @@ __all__ = [
     "training_config",
     "run_dir",
     "trained_run",
+    "Network",
+    "published_weights",
+    "recorded_run",
+    "trained_network",
     "test_loader",
     "class_samples",
 ]
 
-REPOSITORY_URL = "https://github.com/eva9-course/eva9"
+REPOSITORY_URL = f"https://github.com/{weights.REPOSITORY}"
 """Where Colab installs the package from (the same URL as ``repository.url`` in ``_config.yml``)."""
+
+CPU_TEST_PER_CLASS = 100
+"""Test images per class the chapters evaluate a published network on without a GPU (1,000 in all; a GPU takes
+all 10,000), so that each evaluation takes seconds on a laptop."""
 
 RUNS_DIR = Path("runs")
 """Run folders of the book, relative to the chapter's working directory (``book/runs/`` in a checkout)."""
@@ -108,6 +120,61 @@ def trained_run(config: train.TrainConfig) -> train.Run:
     run = train.load_run(out)
     run.model.to(pick_device(config.device))
     return run
+
+
+class Network(NamedTuple):
+    """The trained network a chapter explains, in eval mode on the best device, and where it came from."""
+
+    model: torch.nn.Module
+    config: train.TrainConfig
+    """Its training config, with the test subset and device this machine evaluates it on."""
+    history: train.History
+    published: bool
+    """True for published weights, False for a run of the profile in force."""
+    name: str
+    """The published name (``seed``) or the run folder."""
+
+
+def published_weights() -> weights.Weights | None:
+    """The published weights the chapters use: ``seed`` first, else the most accurate; None if there are none or
+    ``$EVA9_PROFILE`` asks for a run of that profile instead."""
+    if os.environ.get(train.ENV_PROFILE, "").strip():
+        return None
+    return weights.preferred()
+
+
+def recorded_run(name: str) -> dict:
+    """The recorded-run dict (``results/<name>.json``) of published weights, with its history and metrics."""
+    for run in results.load_recorded_runs():
+        if run["name"] == name:
+            return run
+    raise weights.WeightsError(f"no recorded run called {name!r}")
+
+
+def trained_network(quiet: bool = False) -> Network:
+    """The published network if there is one (see :func:`published_weights`), else the profile's run.
+
+    Prints one line saying which network it is, on what it was trained and how accurate it was.
+    """
+    entry = published_weights()
+    if entry is None:
+        config = training_config()
+        run = trained_run(config)
+        if not quiet:
+            print(f"Using the network trained here: {run_dir(config)} ({config.profile} profile, {len(run.history)} "
+                  f"epoch(s), {run.history.epochs[-1]['test_acc']:.1%} test accuracy).")
+        return Network(run.model, config, run.history, False, str(run_dir(config)))
+    setup()
+    record = recorded_run(entry.name)
+    device = pick_device()
+    config = train.TrainConfig.from_dict(record["config"]).replace(
+        device=str(device), workers=None, data_dir=None,
+        test_per_class=None if device.type != "cpu" else CPU_TEST_PER_CLASS)
+    model = models.resnet18(weights=entry).eval().to(device)
+    if not quiet:
+        print(f"Using the published weights {entry.describe()} "
+              f"(set EVA9_PROFILE to use a run trained here instead).")
+    return Network(model, config, train.History.from_dict(record["history"]), True, entry.name)
 
 
 def test_loader(config: train.TrainConfig) -> DataLoader:

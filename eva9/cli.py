@@ -1,4 +1,4 @@
-"""Command line: ``python -m eva9 train ...`` and ``python -m eva9 evaluate ...`` (also installed as ``eva9``).
+"""Command line: ``python -m eva9 train|evaluate|predict|gradcam ...`` (also installed as ``eva9``).
 
 Each subcommand is one function taking the parsed arguments and returning an exit code; :data:`COMMANDS` maps
 names to (add-arguments, run) pairs, so a new subcommand is one more entry.
@@ -174,11 +174,96 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ predict, gradcam
+
+_PHOTO_NOTE = ("each photo is centre-cropped to a square and shrunk to 32×32 pixels, the only size the network "
+               "has ever seen, so small or off-centre objects may be lost")
+
+
+def _add_photo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help=f"photos in any format Pillow reads (JPEG, PNG, ...); {_PHOTO_NOTE}")
+    parser.add_argument("--weights", metavar="W",
+                        help="published weights by name (seed, fast, ...: see eva9.weights.published()), a .pt "
+                             "state_dict, or a run folder; default: seed if published, else the most accurate")
+
+
+def _network(weights_arg: str | None):
+    """The float32 ResNet18 in eval mode with the chosen weights, and a line naming them."""
+    from .models import resnet18
+    from .weights import WeightsError, preferred
+
+    if weights_arg is None:
+        weights_arg = preferred()
+        if weights_arg is None:
+            raise WeightsError("no published weights here; pass --weights with a .pt file or a run folder "
+                               "(`eva9 train --out DIR` writes one)")
+    described = weights_arg.describe() if hasattr(weights_arg, "describe") else repr(str(weights_arg))
+    return resnet18(weights=weights_arg, progress=False).eval(), described
+
+
+def _add_predict(parser: argparse.ArgumentParser) -> None:
+    _add_photo_arguments(parser)
+    parser.add_argument("--top", type=_int_at_least(1), default=3, metavar="K",
+                        help="how many classes to list per image (default 3)")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .analysis import SHORT_NAMES
+    from .photos import photo_batch
+
+    images = photo_batch(args.images)
+    model, described = _network(args.weights)
+    with torch.no_grad():
+        probabilities = model(images).softmax(dim=1)
+    top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
+    print(f"weights {described}; {_PHOTO_NOTE}")
+    for path, values, indices in zip(args.images, top.values.tolist(), top.indices.tolist()):
+        ranked = ", ".join(f"{SHORT_NAMES[i]} {100 * p:.1f} %" for p, i in zip(values, indices))
+        print(f"{path}: {ranked}")
+    return 0
+
+
+def _add_gradcam(parser: argparse.ArgumentParser) -> None:
+    _add_photo_arguments(parser)
+    parser.add_argument("--layers", nargs="+", default=["layer1", "layer2", "layer3", "layer4"], metavar="LAYER",
+                        help="layers to explain (default: layer1 layer2 layer3 layer4)")
+    parser.add_argument("--out", default="gradcam.png", metavar="FILE",
+                        help="the figure to write: one row per image, its GradCAM at each layer (default gradcam.png)")
+
+
+def _gradcam(args: argparse.Namespace) -> int:
+    from .analysis import SHORT_NAMES
+    from .gradcam import GradCAM
+    from .photos import photo_batch
+    from .plots import gradcam_grid
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"no folder {out.parent} to write {out.name} into")
+    images = photo_batch(args.images)
+    model, described = _network(args.weights)
+    with GradCAM(model, args.layers) as cam:
+        maps = cam(images)
+    probabilities = maps.logits.softmax(dim=1)
+    titles = [f"{Path(path).name[:18]}\n{SHORT_NAMES[int(i)]} {100 * float(probabilities[row, i]):.0f} %"
+              for row, (path, i) in enumerate(zip(args.images, maps.predictions))]
+    gradcam_grid(images, maps, None, titles=titles, path=out)
+    print(f"weights {described}; {_PHOTO_NOTE}")
+    print(f"wrote {out}: GradCAM of the predicted class at {', '.join(maps)} for {len(args.images)} image(s)")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------------------- main
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train ResNet18 on CIFAR-10 with a named profile and write a run folder", _add_train, _train),
     "evaluate": ("print a trained run's test accuracy, overall and per class", _add_evaluate, _evaluate),
+    "predict": ("classify photos of your own with trained weights: the top classes and their probabilities",
+                _add_predict, _predict),
+    "gradcam": ("explain photos of your own: a figure of GradCAM maps at the chosen layers", _add_gradcam, _gradcam),
 }
 """Subcommands: name → (help, add its arguments, run it and return the exit code)."""
 
@@ -187,9 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``eva9`` argument parser with one subparser per entry of :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="eva9",
-        description="ResNet18 on CIFAR-10: train with a named profile, evaluate a run folder.",
-        epilog="Example: eva9 train --profile smoke --data-dir ../shared/cifar10 --out runs/smoke && "
-               "eva9 evaluate --run runs/smoke",
+        description="ResNet18 on CIFAR-10: train with a named profile, evaluate a run folder, classify and "
+                    "explain photos of your own.",
+        epilog="Examples: eva9 train --profile smoke --data-dir ../shared/cifar10 --out runs/smoke && "
+               "eva9 evaluate --run runs/smoke; eva9 predict cat.jpg; "
+               "eva9 gradcam cat.jpg --weights seed --layers layer3 layer4 --out cam.png",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, add_arguments, run) in COMMANDS.items():

@@ -6,6 +6,8 @@ and no max-pool, so a 32×32 image reaches ``layer4`` as a 4×4 map instead of v
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,14 +70,34 @@ class ResNet(nn.Module):
         return self.linear(out)
 
 
-def resnet18(num_classes: int = 10) -> ResNet:
-    """The CIFAR ResNet18: BasicBlocks [2, 2, 2, 2], 11,173,962 parameters for ten classes."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes)
+def resnet18(num_classes: int = 10, weights: str | os.PathLike | None = None, progress: bool = True) -> ResNet:
+    """The CIFAR ResNet18: BasicBlocks [2, 2, 2, 2], 11,173,962 parameters for ten classes.
+
+    ``weights``: None for random initialisation; the name of published weights (``"seed"``, ``"fast"``, ... — see
+    ``eva9.weights.published()``), found in the checkout, the hub cache or downloaded and hash-checked; or the path
+    of a ``.pt`` state_dict (or of a run folder holding ``model.pt``). Weights load into a float32 model, which
+    comes back in training mode as torchvision's do: call ``.eval()`` before predicting.
+    """
+    model = ResNet(BasicBlock, [2, 2, 2, 2], num_classes)
+    if weights is not None:
+        _load_weights(model, weights, progress)
+    return model
 
 
 def resnet34(num_classes: int = 10) -> ResNet:
     """The CIFAR ResNet34: BasicBlocks [3, 4, 6, 3]."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes)
+
+
+def _load_weights(model: nn.Module, weights, progress: bool) -> None:
+    from .weights import WeightsError, load_state_dict
+
+    state = load_state_dict(weights, progress=progress)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = " ".join(str(error).split())[:300]
+        raise WeightsError(f"the weights {str(weights)!r} do not fit this network ({first})") from None
 
 
 def summary(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32), depth: int = 2, verbose: int = 1):

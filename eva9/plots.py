@@ -237,6 +237,7 @@ def gradcam_grid(
     layers: Sequence[str] | None = None,
     *,
     names: Sequence[str] = SHORT_NAMES,
+    titles: Sequence[str] | None = None,
     alpha: float = 0.5,
     colormap: str = "jet",
     axes=None,
@@ -245,7 +246,9 @@ def gradcam_grid(
     """Rows = images, columns = the image and its GradCAM overlay at each layer; rows titled true/predicted class.
 
     ``images``: normalized B×3×H×W (as the loaders give them); ``cams``: a :class:`eva9.gradcam.CAMResult` or any
-    mapping layer → B×H×W maps in [0, 1]. ``preds`` defaults to the result's predictions; ``layers`` to all of them.
+    mapping layer → B×H×W maps in [0, 1]. ``labels`` may be None for images whose class is unknown (a photo of
+    your own); ``preds`` defaults to the result's predictions; ``layers`` to all of them; ``titles``, one per image,
+    replace the row titles.
     """
     n = len(images)
     if n == 0:
@@ -258,14 +261,17 @@ def gradcam_grid(
         preds = getattr(cams, "predictions", None)
     labels = _ints(labels, n, "labels")
     preds = _ints(preds, n, "predictions")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"got {len(titles)} titles for {n} images")
     for layer in layers:
         if len(cams[layer]) != n:
             raise ValueError(f"cams[{layer!r}] holds {len(cams[layer])} maps for {n} images")
     columns = 1 + len(layers)
     fig, grid = _axes_grid(n * columns, columns, axes, panel=1.7, extra_height=0.25)
     for row in range(n):
-        true = _name(names, labels[row])
-        title = f"true: {true}" if preds is None else f"true: {true}\npred: {_name(names, preds[row])}"
+        lines = [] if labels is None else [f"true: {_name(names, labels[row])}"]
+        lines += [] if preds is None else [f"pred: {_name(names, preds[row])}"]
+        title = titles[row] if titles is not None else "\n".join(lines) or None
         _show(grid[row * columns], images[row], normalized=True, title=title)
         for col, layer in enumerate(layers, start=1):
             ax = grid[row * columns + col]

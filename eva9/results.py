@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .analysis import SHORT_NAMES
+from .weights import record_paths, sha256_of
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -154,15 +155,6 @@ def epochs_to_target(epochs: Sequence[dict], target: float = TARGET_ACCURACY) ->
     return None, None
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, as 64 hex digits."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_weights(
     state_dict: dict, run: str, directory: str | os.PathLike = WEIGHTS_DIR, model: str = "resnet18"
 ) -> Path:
@@ -248,13 +240,26 @@ def load_run_file(path: str | os.PathLike) -> dict:
 
 
 def load_recorded_runs(directory: str | os.PathLike | None = None) -> list[dict]:
-    """Every ``*.json`` run in ``directory`` (default: the repository's ``results/``), validated; [] if none."""
-    directory = RESULTS_DIR if directory is None else Path(directory)
-    if not directory.is_dir():
-        return []
-    runs = [load_run_file(path) for path in sorted(directory.glob("*.json"))]
+    """Every recorded run in ``directory``, validated; the seed profile's first, then fast's, each the most
+    accurate first; [] if none.
+
+    Without ``directory``: the checkout's ``results/`` (or ``$EVA9_RESULTS_DIR``), else, where the package was
+    installed without a checkout (Colab), the published records downloaded from the repository and hash-checked
+    (see ``eva9.weights``). ``run["name"]`` is the file's name without ``.json``.
+    """
+    if directory is None:
+        paths = record_paths()
+    else:
+        directory = Path(directory)
+        paths = sorted(p for p in directory.glob("*.json") if p.name != "index.json") if directory.is_dir() else []
+    runs = []
+    for path in paths:
+        run = load_run_file(path)
+        run["name"] = path.stem
+        runs.append(run)
     order = {"seed": 0, "fast": 1}
-    return sorted(runs, key=lambda run: (order.get(run["profile"], 2), run["profile"], run["date"]))
+    return sorted(runs, key=lambda run: (order.get(run["profile"], 2), run["profile"], -run["final_test_acc"],
+                                         run["name"]))
 
 
 def run_history(run: dict):
@@ -320,9 +325,13 @@ def _percent(fraction: float | None) -> float | None:
     return None if fraction is None else round(100.0 * fraction, 1)
 
 
+def _run_name(run: dict) -> str:
+    return run.get("name") or run["profile"]
+
+
 def _column_name(run: dict) -> str:
     gpu = run.get("device") or "?"
-    return f"{run['profile']} ({gpu})"
+    return f"{_run_name(run)} ({gpu})"
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -340,6 +349,7 @@ def run_summary(run: dict) -> dict[str, Any]:
     median = _median([float(row["seconds"]) for row in epochs])
     images_per_s = _median([float(row["train_images_per_s"]) for row in epochs if "train_images_per_s" in row])
     return {
+        "run": _run_name(run),
         "profile": run["profile"],
         "device": run["device"],
         "date": run["date"][:10],
@@ -358,14 +368,14 @@ def run_summary(run: dict) -> dict[str, Any]:
 def summary_table(runs: Iterable[dict], reference: bool = True) -> Table:
     """One row per run (the reference run first if ``reference``): the fields of ``run_summary``."""
     columns = [
-        "profile", "device", "date", "epochs", "final_test_acc", "final_train_acc", "best_test_acc",
+        "run", "profile", "device", "date", "epochs", "final_test_acc", "final_train_acc", "best_test_acc",
         "epochs_to_target", "seconds_to_target", "median_epoch_seconds", "median_train_images_per_s", "wall_seconds",
     ]
     rows = []
     if reference:
         ref = REFERENCE_RUN
         rows.append([
-            "reference", "–", "–", ref["epochs"], _percent(ref["final_test_acc"]), _percent(ref["final_train_acc"]),
+            "reference", "–", "–", "–", ref["epochs"], _percent(ref["final_test_acc"]), _percent(ref["final_train_acc"]),
             None, None, None, None, None, None,
         ])
     for run in runs:
@@ -377,14 +387,14 @@ def summary_table(runs: Iterable[dict], reference: bool = True) -> Table:
 def weights_table(runs: Iterable[dict]) -> Table:
     """The published float16 weights of each run that has them: file, SHA-256 prefix, and their test accuracy (%)
     as recorded during training, reloaded into a float32 model, and with flip test-time augmentation."""
-    columns = ["profile", "file", "sha256", "recorded", "float32 reload", "reload within 0.1 pp", "flip TTA"]
+    columns = ["run", "file", "sha256", "recorded", "float32 reload", "reload within 0.1 pp", "flip TTA"]
     rows = []
     for run in runs:
         weights = run.get("weights")
         if not weights:
             continue
         rows.append([
-            run["profile"], weights["file"], weights["sha256"][:16], f"{100.0 * run['final_test_acc']:.2f}",
+            _run_name(run), weights["file"], weights["sha256"][:16], f"{100.0 * run['final_test_acc']:.2f}",
             f"{100.0 * weights['test_acc_float32']:.2f}", "yes" if weights["matches_record"] else "NO",
             f"{100.0 * weights['test_acc_float32_flip_tta']:.2f}",
         ])

@@ -1,0 +1,217 @@
+"""Published weights: the registry, where files come from (results folder, hub cache, download), hash checks,
+clear errors for every way it can go wrong, torch.hub, and the real files in results/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from eva9 import models, results, weights
+from test_results import synthetic_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def reference_state() -> dict:
+    """A seeded ResNet18's state_dict (float32), the weights the tests publish."""
+    torch.manual_seed(123)
+    return models.resnet18().state_dict()
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch, reference_state):
+    """A results folder with two records (``seed`` and ``other``) and their weights, a copy of it served as the
+    "repository" through a file:// URL, and an empty hub cache; returns (results_dir, remote_dir)."""
+    results_dir, remote = tmp_path / "results", tmp_path / "remote"
+    for name, accuracy in (("seed", 0.88), ("other", 0.90)):
+        path = results.save_weights(reference_state, name, results_dir / "weights")
+        run = synthetic_run("seed" if name == "seed" else "fast", test_accs=(0.5, accuracy))
+        run["config"] = {"model": "resnet18", "batch_size": 128, "lr": 0.01, "schedule": "constant", "epochs": 2}
+        run["weights"] = {"file": path.name, "sha256": weights.sha256_of(path), "dtype": "float16"}
+        (results_dir / f"{name}.json").write_text(json.dumps(run))
+    weights.write_index(results_dir)
+    shutil.copytree(results_dir, remote)
+    monkeypatch.setenv("EVA9_RESULTS_DIR", str(results_dir))
+    monkeypatch.setenv("EVA9_RESULTS_URL", remote.as_uri())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    return results_dir, remote
+
+
+def no_checkout(monkeypatch, tmp_path) -> None:
+    """As after `pip install` (Colab): no results folder next to the package, no EVA9_RESULTS_DIR."""
+    monkeypatch.delenv("EVA9_RESULTS_DIR", raising=False)
+    monkeypatch.setattr(weights, "_CHECKOUT_RESULTS", tmp_path / "no-checkout" / "results")
+
+
+def same_weights(model: torch.nn.Module, state: dict, float16: bool = True) -> bool:
+    """The model holds ``state`` (rounded to float16 if ``float16``, as published files are) in float32."""
+    loaded = model.state_dict()
+    return all(loaded[k].dtype == v.dtype
+               and torch.equal(loaded[k], v.half().to(v.dtype) if float16 and v.is_floating_point() else v)
+               for k, v in state.items())
+
+
+def test_the_registry_describes_each_run_without_loading_weights(published, monkeypatch):
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("the registry loaded a weights file"))
+    entries = weights.published()
+    assert sorted(entries) == ["other", "seed"]
+    seed = entries["seed"]
+    assert seed.file.startswith("resnet18-seed-") and seed.file.endswith(f"-{seed.sha256[:8]}.pt")
+    assert seed.url == f"{published[1].as_uri()}/weights/{seed.file}"
+    meta = seed.meta
+    assert (meta["profile"], meta["epochs"], meta["final_test_acc"], meta["num_params"]) == ("seed", 2, 0.88, 11_173_962)
+    assert meta["class_accuracy"]["cat"] == 0.9 and len(meta["class_accuracy"]) == 10
+    assert meta["device"] == "NVIDIA H100 80GB HBM3" and meta["date"] == "2025-01-02"
+    assert "88.00% test accuracy" in seed.describe() and "'seed'" in seed.describe()
+
+
+def test_parameter_counts_match_the_models():
+    for name, build in (("resnet18", models.resnet18), ("resnet34", models.resnet34)):
+        assert weights._PARAMETERS[name] == sum(p.numel() for p in build().parameters())
+
+
+def test_a_name_loads_the_results_folder_file_into_a_float32_model(published, reference_state, monkeypatch):
+    monkeypatch.setenv("EVA9_RESULTS_URL", "file:///nowhere")  # it must not download
+    model = models.resnet18(weights="seed")
+    assert same_weights(model, reference_state)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert not weights.cache_dir().exists() or not any(weights.cache_dir().iterdir())
+
+
+def test_without_the_file_in_the_checkout_it_downloads_once_checks_the_hash_and_caches(published, reference_state,
+                                                                                      monkeypatch):
+    results_dir, remote = published
+    (results_dir / "weights" / weights.get("seed").file).unlink()
+    model = models.resnet18(weights="seed", progress=False)
+    assert same_weights(model, reference_state)
+    cached = weights.cache_dir() / weights.get("seed").file
+    assert weights.sha256_of(cached) == weights.get("seed").sha256
+    shutil.rmtree(remote)  # the second time comes from the hub cache, with no network
+    assert same_weights(models.resnet18(weights="seed"), reference_state)
+
+
+def test_a_damaged_download_is_refused_and_not_kept(published, monkeypatch):
+    results_dir, remote = published
+    entry = weights.get("seed")
+    (results_dir / "weights" / entry.file).unlink()
+    served = remote / "weights" / entry.file
+    served.write_bytes(served.read_bytes()[: served.stat().st_size // 2])  # truncated on the server
+    with pytest.raises(weights.WeightsError) as error:
+        models.resnet18(weights="seed", progress=False)
+    message = str(error.value)
+    assert entry.file in message and entry.url in message and str(weights.cache_dir()) in message
+    assert entry.sha256 in message
+    assert not weights.cache_dir().exists() or list(weights.cache_dir().iterdir()) == []
+
+
+def test_no_network_gives_one_clear_error(published, monkeypatch):
+    results_dir, remote = published
+    entry = weights.get("seed")
+    (results_dir / "weights" / entry.file).unlink()
+    monkeypatch.setenv("EVA9_RESULTS_URL", "http://127.0.0.1:9/results")  # nothing listens on the discard port
+    with pytest.raises(weights.WeightsError, match="could not get the weights 'seed'.*put it in") as error:
+        models.resnet18(weights="seed", progress=False)
+    assert "http://127.0.0.1:9/results/weights/" in str(error.value)
+    assert not weights.cache_dir().exists() or list(weights.cache_dir().iterdir()) == []
+
+
+def test_a_damaged_file_in_the_checkout_is_never_loaded(published, monkeypatch):
+    results_dir, _ = published
+    path = results_dir / "weights" / weights.get("seed").file
+    path.write_bytes(path.read_bytes()[:1000])
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a file with the wrong hash was loaded"))
+    with pytest.raises(weights.WeightsError, match="does not have the SHA-256") as error:
+        models.resnet18(weights="seed")
+    assert str(path) in str(error.value)
+    assert path.exists()  # the reader's own file is reported, not deleted
+
+
+def test_a_damaged_copy_in_the_cache_is_fetched_again(published, reference_state):
+    results_dir, _ = published
+    entry = weights.get("seed")
+    (results_dir / "weights" / entry.file).unlink()
+    weights.cache_dir().mkdir(parents=True)
+    (weights.cache_dir() / entry.file).write_bytes(b"not the weights")
+    assert same_weights(models.resnet18(weights="seed", progress=False), reference_state)
+
+
+def test_an_unknown_name_lists_the_published_ones(published):
+    with pytest.raises(weights.WeightsError, match=r"no published weights called 'sead' \(published: other, seed\)"):
+        models.resnet18(weights="sead")
+
+
+def test_a_path_loads_a_file_or_a_run_folder(published, reference_state, tmp_path):
+    state = {k: v.clone() for k, v in reference_state.items()}
+    torch.save(state, tmp_path / "mine.pt")
+    (tmp_path / "run").mkdir()
+    torch.save(state, tmp_path / "run" / "model.pt")
+    assert same_weights(models.resnet18(weights=tmp_path / "mine.pt"), reference_state, float16=False)
+    assert same_weights(models.resnet18(weights=str(tmp_path / "run")), reference_state, float16=False)
+    with pytest.raises(weights.WeightsError, match="no weights file at"):
+        models.resnet18(weights=tmp_path / "absent.pt")
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    with pytest.raises(weights.WeightsError, match="could not be read as a PyTorch state_dict"):
+        models.resnet18(weights=tmp_path / "junk.pt")
+
+
+def test_weights_of_another_network_do_not_fit(tmp_path):
+    torch.save(models.resnet34().state_dict(), tmp_path / "resnet34.pt")
+    with pytest.raises(weights.WeightsError, match="do not fit this network"):
+        models.resnet18(weights=tmp_path / "resnet34.pt")
+
+
+def test_preferred_is_seed_then_the_most_accurate_with_its_file_here(published):
+    results_dir, _ = published
+    assert weights.preferred().name == "seed"
+    (results_dir / "seed.json").unlink()
+    assert weights.preferred().name == "other"
+    (results_dir / "weights" / weights.get("other").file).unlink()
+    assert weights.preferred() is None  # a checkout never reaches for the network to decide
+
+
+def test_without_a_checkout_records_and_weights_come_from_the_repository(published, reference_state, monkeypatch,
+                                                                        tmp_path):
+    no_checkout(monkeypatch, tmp_path)
+    assert weights.results_dir() is None
+    runs = results.load_recorded_runs()
+    assert [run["name"] for run in runs] == ["seed", "other"]  # profiles seed, then fast
+    assert weights.preferred().name == "seed"
+    assert same_weights(models.resnet18(weights="seed", progress=False), reference_state)
+    # A record changed on the server without a new index is refused, not trusted.
+    cached = next(weights._records_cache().glob("*/seed.json"))
+    cached.unlink()
+    served = published[1] / "seed.json"
+    served.write_text(served.read_text().replace("0.88", "0.99"))
+    with pytest.raises(weights.WeightsError, match="does not have the SHA-256"):
+        weights.published()
+
+
+def test_hubconf_loads_through_torch_hub(published, reference_state):
+    model = torch.hub.load(str(REPO), "resnet18", source="local", weights="seed")
+    assert same_weights(model, reference_state)
+    plain = torch.hub.load(str(REPO), "resnet18", source="local")
+    assert sum(p.numel() for p in plain.parameters()) == 11_173_962
+
+
+# ------------------------------------------------------------------------------------------- the real files
+
+
+def test_the_repository_index_lists_every_record_with_its_hash():
+    assert json.loads((REPO / "results" / "index.json").read_text()) == weights.index(REPO / "results"), (
+        "results/index.json is out of date: run `python -c 'from eva9 import weights; weights.write_index()'`")
+
+
+def test_every_published_file_is_the_one_its_record_names(monkeypatch):
+    monkeypatch.delenv("EVA9_RESULTS_DIR", raising=False)
+    entries = weights.published()
+    for run in results.load_recorded_runs(REPO / "results"):
+        entry = entries[run["name"]]
+        path = REPO / "results" / "weights" / entry.file
+        assert path.is_file() and weights.sha256_of(path) == run["weights"]["sha256"] == entry.sha256
+        assert entry.file == f"resnet18-{run['name']}-{entry.sha256[:8]}.pt"
+        assert entry.meta["final_test_acc"] == run["final_test_acc"]
