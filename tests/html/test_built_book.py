@@ -215,3 +215,16 @@ def test_math_renders_from_the_book_itself_with_the_network_blocked(offline_brow
         )
         assert state["errors"] == 0, f"{name}.html: {state['errors']} formulas have TeX errors"
     assert pages_with_math, "no chapter has math, so offline rendering went unchecked"
+
+
+def test_solutions_start_hidden_and_open_on_click(browser):
+    pages = [name for name in PAGES if 'class="solution' in (HTML / "book" / f"{name}.html").read_text(encoding="utf-8")]
+    if not pages:
+        pytest.skip("no chapter has a {solution} yet")
+    for name in pages:
+        open_page(browser, name)
+        heights = "return Array.from(document.querySelectorAll('div.solution > section')).map(s => s.offsetHeight)"
+        assert all(h == 0 for h in browser.execute_script(heights)), f"{name}.html shows a solution before a click"
+        browser.execute_script("document.querySelectorAll('div.solution button.toggle-button').forEach(b => b.click())")
+        browser.execute_script("return new Promise(r => setTimeout(r, 300))")
+        assert all(h > 0 for h in browser.execute_script(heights)), f"{name}.html: a solution does not open on click"
