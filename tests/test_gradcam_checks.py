@@ -11,6 +11,7 @@ from torch import nn
 from eva9.gradcam import (
     deletion_test,
     map_rank_correlation,
+    random_blob_mask,
     random_pixel_mask,
     randomization_check,
     randomized_copy,
@@ -184,9 +185,10 @@ def test_pixel_masks_blank_exactly_the_fraction_of_pixels_of_each_image():
     maps = torch.rand(5, 32, 32, generator=torch.Generator().manual_seed(0))
     top = top_pixel_mask(maps, 0.2)
     scattered = random_pixel_mask((5, 32, 32), 0.2, seed=1)
-    assert top.shape == scattered.shape == (5, 32, 32)
-    assert top.flatten(1).sum(1).tolist() == [205] * 5  # round(0.2 × 1024)
-    assert scattered.flatten(1).sum(1).tolist() == [205] * 5
+    blobs = random_blob_mask((5, 32, 32), 0.2, cells=(4, 4), seed=1)
+    assert top.shape == scattered.shape == blobs.shape == (5, 32, 32)
+    for mask in (top, scattered, blobs):
+        assert mask.flatten(1).sum(1).tolist() == [205] * 5  # round(0.2 × 1024)
 
 
 def test_top_pixel_mask_picks_the_highest_pixels():
@@ -199,6 +201,17 @@ def test_top_pixel_mask_picks_the_highest_pixels():
 def test_random_pixel_mask_is_the_same_for_the_same_seed_and_differs_for_another():
     assert torch.equal(random_pixel_mask((2, 8, 8), 0.5, seed=3), random_pixel_mask((2, 8, 8), 0.5, seed=3))
     assert not torch.equal(random_pixel_mask((2, 8, 8), 0.5, seed=3), random_pixel_mask((2, 8, 8), 0.5, seed=4))
+
+
+def test_random_blobs_are_clumped_where_random_pixels_are_scattered():
+    def edges(mask: torch.Tensor) -> int:  # neighbouring pixels of which one is blanked and one is not
+        return int((mask[..., 1:] != mask[..., :-1]).sum() + (mask[..., 1:, :] != mask[..., :-1, :]).sum())
+
+    blobs = random_blob_mask((8, 32, 32), 0.2, cells=(4, 4), seed=0)
+    scattered = random_pixel_mask((8, 32, 32), 0.2, seed=0)
+    assert edges(blobs) < edges(scattered) / 4
+    assert torch.equal(blobs, random_blob_mask((8, 32, 32), 0.2, cells=(4, 4), seed=0))
+    assert not torch.equal(blobs, random_blob_mask((8, 32, 32), 0.2, cells=(4, 4), seed=1))
 
 
 def test_pixel_masks_refuse_a_fraction_outside_zero_to_one():
@@ -217,8 +230,8 @@ def test_blanking_the_top_map_pixels_drops_the_probability_more_than_random_pixe
     assert torch.allclose(result.top_blanked, torch.full((6,), 0.5))
     assert (result.intact > 0.99).all()
     assert result.top_drop == pytest.approx(float(result.intact.mean()) - 0.5)
-    assert result.top_drop > result.random_drop + 0.1
-    assert (result.random_blanked > result.top_blanked).all()
+    assert result.top_drop > result.random_drop + 0.1 and result.top_drop > result.blob_drop + 0.1
+    assert (result.random_blanked > result.top_blanked).all() and (result.blob_blanked > result.top_blanked).all()
 
 
 def test_deletion_test_is_deterministic_given_a_seed_and_uses_given_targets():
@@ -237,3 +250,4 @@ def test_deletion_test_blanks_to_the_dataset_mean_that_is_zero_in_normalised_spa
     # Every pixel at the mean colour (0 after normalisation): both scores are 0, probabilities 1/2.
     assert torch.allclose(full.top_blanked, torch.full((2,), 0.5))
     assert torch.allclose(full.random_blanked, torch.full((2,), 0.5))
+    assert torch.allclose(full.blob_blanked, torch.full((2,), 0.5))
