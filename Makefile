@@ -7,13 +7,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# MathJax 3 as one self-contained file (SVG output, every TeX extension, no fonts to fetch), served by the book so
+# that math renders offline; _config.yml points mathjax_path at it. Git-ignored: fetched from the npm registry.
+MATHJAX_VERSION ?= 3.2.2
+MATHJAX := _vendor/mathjax/tex-svg-full.js
 
 # Notebooks execute with book/ as their working directory, so hand them an absolute data path.
 ifdef EVA9_DATA_DIR
 export EVA9_DATA_DIR := $(abspath $(EVA9_DATA_DIR))
 endif
 
-.PHONY: setup book test unit notebooks pairing book-strict browser-check chromium clean
+.PHONY: setup book test unit notebooks pairing book-strict browser-check chromium mathjax clean
 
 setup: $(STAMP)
 
@@ -22,7 +26,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -r requirements.txt
 	touch $@
 
-book: $(STAMP)
+book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build .
 	@echo "Book built: open _build/html/index.html"
 
@@ -40,7 +44,7 @@ pairing: $(STAMP)
 	$(BIN)/jupytext --to ipynb --update book/*.md
 	git diff --exit-code -- '*.ipynb'
 
-book-strict: $(STAMP)
+book-strict: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 browser-check: $(STAMP) chromium
@@ -50,6 +54,17 @@ chromium:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  echo "Installing Debian's chromium and chromium-driver for the browser check"; \
 	  apt-get update -q && apt-get install -y -q chromium chromium-driver; }
+
+mathjax: $(MATHJAX)
+
+$(MATHJAX):
+	@command -v npm >/dev/null || { \
+	  echo "Installing Debian's npm to fetch MathJax $(MATHJAX_VERSION)"; \
+	  apt-get update -q && apt-get install -y -q npm; }
+	rm -rf _vendor/.mathjax-pack && mkdir -p _vendor/.mathjax-pack $(dir $@)
+	cd _vendor/.mathjax-pack && npm pack --silent mathjax@$(MATHJAX_VERSION) && tar xzf mathjax-$(MATHJAX_VERSION).tgz
+	cp _vendor/.mathjax-pack/package/es5/tex-svg-full.js _vendor/.mathjax-pack/package/LICENSE $(dir $@)
+	rm -rf _vendor/.mathjax-pack
 
 clean:
 	rm -rf _build .pytest_cache book/runs

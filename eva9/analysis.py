@@ -1,4 +1,5 @@
-"""Error analysis: class-wise accuracy, confusion matrix, and the mistakes a model makes."""
+"""Error analysis: class-wise accuracy, confusion matrix, the mistakes a model makes, and how well its confidence
+matches its accuracy (calibration)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from torch import nn
 __all__ = [
     "SHORT_NAMES",
     "Mistakes",
+    "ReliabilityTable",
     "class_accuracy",
     "confusion_matrix",
     "format_class_accuracy",
     "misclassified",
     "most_confused_pairs",
     "print_class_accuracy",
+    "reliability_table",
 ]
 
 SHORT_NAMES: tuple[str, ...] = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -137,3 +140,49 @@ def _most_confident(mistakes: Mistakes, limit: int | None) -> Mistakes:
     by_index = torch.argsort(mistakes.indices, stable=True)
     order = by_index[torch.argsort(-mistakes.confidences[by_index], stable=True)][:limit]
     return Mistakes(*(field[order] for field in mistakes))
+
+
+# ------------------------------------------------------------------------------------------------- calibration
+
+
+class ReliabilityTable(NamedTuple):
+    """Predictions grouped by confidence into equal-width bins: per bin (shape (bins,)) the count, the mean
+    confidence and the accuracy (NaN for an empty bin); ``edges`` (bins + 1,) run from 0 to 1; ``ece`` is the
+    expected calibration error, the count-weighted mean of |accuracy − confidence| over the bins.
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    ece: float
+
+
+def reliability_table(probs, labels, bins: int = 15) -> ReliabilityTable:
+    """Reliability table and expected calibration error from softmax probabilities (N×C) and true labels (N,).
+
+    A prediction's confidence is its highest probability (``predict(...).logits.softmax(1)`` gives ``probs``).
+    Bin m holds confidences in ((m−1)/bins, m/bins], the first bin also 0; 15 bins as in Guo et al. (2017),
+    "On calibration of modern neural networks". ECE = Σ_m (n_m / N) |acc_m − conf_m|.
+    """
+    probs = np.asarray(probs.detach().cpu() if torch.is_tensor(probs) else probs, dtype=np.float64)
+    labels = _as_long_tensor(labels).numpy()
+    if probs.ndim != 2 or probs.shape[0] != labels.shape[0] or probs.shape[0] == 0:
+        raise ValueError(f"give probabilities N×C and N labels (N > 0), got shapes {probs.shape} and {labels.shape}")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    if probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
+        raise ValueError("each row of probs must be probabilities summing to 1: apply softmax to logits first")
+    if labels.min() < 0 or labels.max() >= probs.shape[1]:
+        raise ValueError(f"labels must lie in [0, {probs.shape[1] - 1}]")
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.searchsorted(edges[1:-1], confidence, side="left")  # bin m: edges[m] < confidence <= edges[m + 1]
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(which, weights=confidence, minlength=bins) / counts
+        accuracy = np.bincount(which, weights=correct, minlength=bins) / counts
+    filled = counts > 0
+    ece = float(np.sum(counts[filled] / counts.sum() * np.abs(accuracy[filled] - mean_confidence[filled])))
+    return ReliabilityTable(edges, counts.astype(np.int64), mean_confidence, accuracy, ece)

@@ -21,7 +21,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from eva9.analysis import SHORT_NAMES
+from eva9.analysis import SHORT_NAMES, ReliabilityTable
 from eva9.gradcam import _as_display_image, overlay
 from eva9.results import TARGET_ACCURACY
 
@@ -31,6 +31,7 @@ __all__ = [
     "confusion_matrix_heatmap",
     "gradcam_grid",
     "image_grid",
+    "reliability_diagram",
     "training_curves",
 ]
 
@@ -326,4 +327,45 @@ def confusion_matrix_heatmap(
     ax.set_xticks(ticks, labels=list(names), rotation=45, ha="right")
     ax.set_yticks(ticks, labels=list(names))
     ax.set(title="Confusion matrix", xlabel="predicted", ylabel="true")
+    return _finish(fig, path)
+
+
+def reliability_diagram(
+    table: ReliabilityTable,
+    *,
+    axes: Sequence[Axes] | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Accuracy per confidence bin against the diagonal of perfect calibration (ECE in the title), counts below.
+
+    ``table`` comes from :func:`eva9.analysis.reliability_table`. Each non-empty bin has a blue bar up to its
+    accuracy and a hatched red bar spanning the gap to its mean confidence (above the blue bar: overconfident,
+    inside it: underconfident). The lower
+    panel shows how many predictions fall in each bin. ``axes``: two axes to draw into (diagram, counts).
+    """
+    if axes is None:
+        fig = _Figure(figsize=(5, 5.5), layout="constrained")
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    else:
+        axes = list(np.ravel(axes))
+        if len(axes) != 2:
+            raise ValueError(f"a reliability diagram needs two axes (diagram, counts), got {len(axes)}")
+        top, bottom = axes
+        fig = top.figure
+    edges, counts = np.asarray(table.edges), np.asarray(table.counts)
+    filled = counts > 0
+    left, width = edges[:-1][filled], np.diff(edges)[filled]
+    accuracy, confidence = np.asarray(table.accuracy)[filled], np.asarray(table.confidence)[filled]
+    top.bar(left, accuracy, width=width, align="edge", color="tab:blue", edgecolor="black", linewidth=0.5,
+            label="accuracy")
+    top.bar(left, confidence - accuracy, bottom=accuracy, width=width, align="edge", facecolor="none", hatch="//",
+            edgecolor="tab:red", linewidth=0.5, label="gap to mean confidence", zorder=3)
+    top.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect calibration", zorder=4)
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"Reliability diagram (ECE = {100 * table.ece:.2f}%)")
+    top.legend(loc="upper left", fontsize=8)
+    bars = bottom.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="grey", edgecolor="black",
+                      linewidth=0.5)
+    bottom.bar_label(bars, labels=[f"{c}" if c else "" for c in counts], fontsize=7)
+    bottom.set(xlabel="confidence (highest softmax probability)", ylabel="predictions",
+               ylim=(0, 1.25 * max(int(counts.max()), 1)))
     return _finish(fig, path)
