@@ -141,8 +141,25 @@ def test_training_curves_plot_loss_and_accuracy_with_the_target_line(tmp_path, s
     np.testing.assert_allclose(lines["test"].get_ydata(), [45, 55, 65, 75])
     np.testing.assert_allclose(lines["target 87%"].get_ydata(), [87, 87])
     np.testing.assert_allclose(lines["train"].get_xdata(), [1, 2, 3, 4])
-    assert [line.get_label() for line in loss_ax.get_lines()] == ["train", "test"]
+    assert [line.get_label() for line in loss_ax.get_lines()] == [
+        "train: training criterion, mean over the epoch", "test: cross-entropy after the epoch"]
     assert_png(tmp_path / "curves.png")
+
+
+def test_training_curves_say_which_loss_is_label_smoothed(tmp_path):
+    data = history_dict()
+    recorded = {"config": {"label_smoothing": 0.1}, "epochs": data["epochs"]}  # a recorded run
+    for history, smoothing in ((data, 0.1), (recorded, None)):
+        fig = plots.training_curves(history, label_smoothing=smoothing)
+        train_loss, test_loss = (line.get_label() for line in fig.axes[0].get_lines())
+        assert train_loss == "train: cross-entropy label-smoothed 0.1, mean over the epoch"
+        assert test_loss == "test: cross-entropy after the epoch"
+    (tmp_path / "history.json").write_text(json.dumps(data))
+    (tmp_path / "config.json").write_text(json.dumps({"label_smoothing": 0.0}))  # a run folder: its own config
+    fig = plots.training_curves(tmp_path)
+    assert fig.axes[0].get_lines()[0].get_label() == "train: cross-entropy, mean over the epoch"
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "train: cross-entropy, mean over the epoch", "test: cross-entropy after the epoch"]
 
 
 def test_training_curves_refuse_empty_or_incomplete_histories(tmp_path):
