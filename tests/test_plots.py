@@ -192,6 +192,21 @@ def test_gradcam_grid_has_a_row_per_image_and_a_column_per_layer(tmp_path):
     assert_png(tmp_path / "cam.png")
 
 
+def test_gradcam_grid_cells_are_the_overlay_of_their_rows_image_and_their_columns_layer():
+    from eva9.gradcam import overlay
+
+    cams = {"layer2": torch.rand(3, 32, 32), "layer4": torch.rand(3, 32, 32)}
+    images = normalize(torch.rand(3, 3, 32, 32))
+    layers = ["layer4", "layer2"]  # not the mapping's order
+    fig = plots.gradcam_grid(images, cams, [0, 1, 2], [0, 1, 2], layers, alpha=0.3)
+    for row in range(3):
+        for col, layer in enumerate(layers, start=1):
+            [shown] = fig.axes[3 * row + col].get_images()
+            expected = overlay(images[row], cams[layer][row], alpha=0.3)
+            np.testing.assert_allclose(np.asarray(shown.get_array()), expected, atol=1e-6,
+                                       err_msg=f"row {row}, column {layer}")
+
+
 class Tiny(nn.Module):
     def __init__(self) -> None:
         super().__init__()
