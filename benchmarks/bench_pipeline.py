@@ -6,6 +6,10 @@ so the numbers are augmentation + collation + worker transport, not JPEG decodin
 benchmark falls back to random images (same shapes and dtype; the record says which was used). From the
 per-worker rate it projects how many loader workers keep a GPU consuming 25,000 images/s fed — a projection from
 this CPU, not a GPU measurement.
+
+eva9's pipeline is timed as its loaders run it: reseeded for every image (``set_random_seed`` with the image's
+seed from ``eva9.data.EpochSampler``) before augmenting it, and the DataLoader draws from an ``EpochSampler`` over
+an ``eva9.data.CIFAR10Dataset``.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from eva9.data import CLASSES, MEAN, STD  # noqa: E402
+from eva9.data import CLASSES, MEAN, STD, CIFAR10Dataset, EpochSampler  # noqa: E402
 from eva9.transforms import train_transforms  # noqa: E402
 
 NAME = "pipeline"
@@ -66,19 +70,6 @@ def decoded_images(per_class: int, root: str | None) -> tuple[list[np.ndarray], 
     return images, [i % len(CLASSES) for i in range(count)], "random images (EVA9_DATA_DIR not set)"
 
 
-class InMemory(Dataset):
-    """Decoded images and labels; an Albumentations transform applied per item."""
-
-    def __init__(self, images: list[np.ndarray], labels: list[int], transform) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        return self.transform(image=self.images[index])["image"], self.labels[index]
-
-
 def loader_seconds(loader: DataLoader) -> float:
     """Seconds for one pass over the loader."""
     start = time.perf_counter()
@@ -94,6 +85,14 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
     tensors = [torch.tensor(image).permute(2, 0, 1).contiguous() for image in images]  # v2 takes CHW uint8
     albumentations_pipeline, torchvision_pipeline = train_transforms(), torchvision_train_transforms()
     n = len(images)
+    seeds = [(index, seed) for index, seed in EpochSampler(n, seed=0)]  # what the training loader hands each image
+
+    def eva9_pipeline() -> list:
+        out = []
+        for index, seed in seeds:
+            albumentations_pipeline.set_random_seed(seed)
+            out.append(albumentations_pipeline(image=images[index])["image"])
+        return out
 
     # A DataLoader worker runs torch with one thread; measure "per worker" the same way. (With two threads on a
     # busy 2-core machine, torch's thread pool turns a 0.1 ms padding of one image into several ms.)
@@ -102,7 +101,7 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
     try:
         seconds = common.interleaved(
             {
-                "albumentations (eva9)": lambda: [albumentations_pipeline(image=image)["image"] for image in images],
+                "albumentations (eva9)": eva9_pipeline,
                 "torchvision.transforms.v2": lambda: [torchvision_pipeline(tensor) for tensor in tensors],
             },
             repeats=settings["repeats"],
@@ -119,11 +118,11 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
     print("ratio albumentations / v2 throughput: "
           f"{per_worker['albumentations (eva9)'] / per_worker['torchvision.transforms.v2']:.2f}×")
 
-    dataset = InMemory(images, labels, albumentations_pipeline)
+    dataset = CIFAR10Dataset(np.stack(images), labels, albumentations_pipeline)
     loader_rate = {}
     for workers in settings["workers"]:
-        loader = DataLoader(dataset, batch_size=settings["batch_size"], shuffle=True, drop_last=False,
-                            num_workers=workers, persistent_workers=workers > 0)
+        loader = DataLoader(dataset, batch_size=settings["batch_size"], sampler=EpochSampler(n, seed=0),
+                            drop_last=False, num_workers=workers, persistent_workers=workers > 0)
         loader_seconds(loader)  # warm-up: starts the workers
         times = [loader_seconds(loader) for _ in range(settings["repeats"])]
         loader_rate[str(workers)] = n / common.median(times)

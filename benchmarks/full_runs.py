@@ -7,7 +7,9 @@ Meant for one GPU (see benchmarks/README.md, "Full runs on a GPU"); on a CPU onl
 practical (``--profile smoke --out /tmp/results``). Each record holds the per-epoch history (with training and
 evaluation images/s), the epoch and the training seconds at which test accuracy first reached 87%, the final test
 and train accuracy, per-class accuracy, the confusion matrix, the device name, package versions, the commit, the
-date and the wall time. The final weights are published as float16 in ``<out>/weights/resnet18-<profile>-<h>.pt``
+date and the wall time: ``wall_seconds`` is the sum of the per-epoch seconds in the history, over the run's
+whole life however often it was resumed (``invocation_seconds`` is the last invocation's own wall time, start-up
+and data loading included, about 0 s when it only found a finished run). The final weights are published as float16 in ``<out>/weights/resnet18-<profile>-<h>.pt``
 (``<h>``: the first 8 hex digits of the file's SHA-256), and the record says how that file scores when loaded into
 a fresh float32 ResNet18 on the run's device, with and without flip test-time augmentation. The run folder of each
 profile (checkpoint, weights, metrics.json) is kept under ``--runs-dir`` so that ``--resume`` can finish a run
@@ -94,8 +96,11 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
     }
 
 
-def build_record(config: dict, history: History, metrics: dict, wall_seconds: float, resumed: bool) -> dict:
-    """The recorded-run dict (see ``eva9.results``) from a finished run's config, history and metrics.json."""
+def build_record(config: dict, history: History, metrics: dict, invocation_seconds: float, resumed: bool) -> dict:
+    """The recorded-run dict (see ``eva9.results``) from a finished run's config, history and metrics.json.
+
+    ``wall_seconds`` is summed from the history (every epoch the run ever trained), not taken from the invocation.
+    """
     first, seconds = epochs_to_target(history.epochs, TARGET_ACCURACY)
     record = {
         "schema": SCHEMA_VERSION,
@@ -107,7 +112,8 @@ def build_record(config: dict, history: History, metrics: dict, wall_seconds: fl
         "versions": metrics["versions"],
         "config": config,
         "history": history.to_dict(),
-        "wall_seconds": wall_seconds,
+        "wall_seconds": sum(float(epoch["seconds"]) for epoch in history.epochs),
+        "invocation_seconds": invocation_seconds,
         "train_seconds": metrics["wall_seconds"],
         "resumed": resumed,
         "final_test_acc": metrics["test_acc"],
@@ -154,9 +160,9 @@ def record_profile(
     resumed = resume and (run_dir / "config.json").is_file()
     start = time.perf_counter()
     history = fit(None, config, out=run_dir, resume=resumed, quiet=quiet)
-    wall_seconds = time.perf_counter() - start
+    invocation_seconds = time.perf_counter() - start
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    record = build_record(config.to_dict(), history, metrics, wall_seconds, resumed)
+    record = build_record(config.to_dict(), history, metrics, invocation_seconds, resumed)
     out = Path(out)
     weights = save_weights(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True), run_name,
                            out / "weights", model=config.model)

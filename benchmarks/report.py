@@ -44,6 +44,13 @@ def markdown(results: Path = common.RESULTS) -> str:
                 f"| bare PyTorch | {rate['bare']:.1f} |", f"| eva9 `train_one_epoch` | {rate['eva9']:.1f} |",
                 "", f"eva9 / bare throughput: **{engine['ratio_eva9_to_bare']:.3f}×** by wall time, "
                     f"{engine['cpu_ratio_eva9_to_bare']:.3f}× by CPU time (goal ≥ 0.95×)."]
+        layouts = engine.get("channels_last")
+        if layouts:
+            rate = layouts["images_per_second"]
+            out += ["", f"Memory layout (one eva9 training step of {layouts['batch_size']}, {layouts['threads']} torch "
+                        f"thread(s), {len(layouts['seconds']['contiguous'])} interleaved rounds): contiguous "
+                        f"{rate['contiguous']:.1f} images/s, channels-last {rate['channels-last']:.1f} images/s: "
+                        f"**{layouts['ratio_channels_last_to_contiguous']:.3f}×**."]
     gradcam = _load(results, "gradcam")
     if gradcam:
         s = gradcam["settings"]

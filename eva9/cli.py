@@ -96,12 +96,15 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last completed epoch, or start it if --out holds none yet "
                              "(a finished run is left as is; without --profile the run's own config is used)")
+    parser.add_argument("--keep-weights-only", action="store_true",
+                        help="once the run is finished, delete its checkpoint.pt (about twice the size of model.pt); "
+                             "the run still loads and evaluates but can no longer be extended to more epochs")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars or per-epoch lines; print only the final test accuracy")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, fit, profile
+    from .train import TrainConfig, fit, profile, prune
 
     overrides = {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
@@ -133,6 +136,9 @@ def _train(args: argparse.Namespace) -> int:
     last = history.epochs[-1]
     print(f"final test accuracy: {100 * last['test_acc']:.2f} % (test loss {last['test_loss']:.4f}, "
           f"{len(history)} epochs); run folder {out}")
+    if args.keep_weights_only:
+        freed = prune(out)
+        print(f"dropped {out / 'checkpoint.pt'} ({freed / 2**20:.1f} MiB); model.pt and metrics.json are kept")
     return 0
 
 

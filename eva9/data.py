@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 __all__ = [
     "CLASSES",
@@ -35,6 +35,7 @@ __all__ = [
     "channel_stats",
     "per_class_subset",
     "default_workers",
+    "EpochSampler",
     "loaders",
     "test_loader",
 ]
@@ -145,7 +146,9 @@ class CIFAR10Dataset(Dataset):
     """CIFAR-10 images and labels; items are (CHW float32 tensor in [0, 1], label), or the transform's output.
 
     ``images`` is a uint8 N×32×32×3 array or :class:`ImageFiles`; ``transform`` (reassignable) is an
-    Albumentations transform called as ``transform(image=hwc_uint8)["image"]``.
+    Albumentations transform called as ``transform(image=hwc_uint8)["image"]``. Besides an index, an item may be
+    asked for as ``dataset[(index, seed)]`` (what :class:`EpochSampler` yields): the transform is then reseeded
+    with ``seed`` first (``set_random_seed``), so the item's augmentation depends on that seed alone.
     """
 
     def __init__(
@@ -169,7 +172,11 @@ class CIFAR10Dataset(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[Any, int]:
+        if isinstance(index, tuple):  # (index, augmentation seed) from EpochSampler
+            index, seed = index
+            if hasattr(self.transform, "set_random_seed"):
+                self.transform.set_random_seed(seed)
         image = self.images[index]
         if self.transform is None:
             return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255), self.targets[index]
@@ -400,14 +407,44 @@ def default_workers() -> int:
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Seed a loader worker's Python, NumPy and Albumentations RNGs from its torch seed (base seed + worker id)."""
+    """Seed a loader worker's global Python and NumPy RNGs from its torch seed (base seed + worker id).
+
+    eva9's own augmentation does not use them: :class:`EpochSampler` seeds every image. This only keeps a custom
+    transform that draws from the global RNGs from repeating the same draws in every worker.
+    """
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
-    info = get_worker_info()
-    transform = getattr(info.dataset, "transform", None) if info is not None else None
-    if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(seed)
+
+
+class EpochSampler(Sampler):
+    """Shuffles like ``DistributedSampler.set_epoch``: each pass's order and each image's augmentation seed are a
+    function of (seed, epoch, index) alone.
+
+    It yields ``(index, augmentation seed)`` pairs, which :class:`CIFAR10Dataset` answers by reseeding its
+    transform before augmenting the image. So neither the number of loader workers nor resuming a run in a new
+    process changes a single pixel of any batch. Every pass advances the epoch by one; call :meth:`set_epoch`
+    before iterating to choose it (``fit`` does, so a resumed run continues at the right epoch).
+    """
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        if size < 1:
+            raise ValueError(f"EpochSampler needs at least one item, not {size}")
+        self.size, self.seed, self.epoch = int(size), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch (0-based) the next pass draws its order and seeds for."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        order = rng.permutation(self.size)
+        seeds = rng.integers(0, 2**63 - 1, size=self.size)  # seeds[i]: the augmentation seed of item i this epoch
+        return iter(list(zip(order.tolist(), seeds[order].tolist())))
 
 
 def _loader_options(batch_size: int, workers: int | None, device: str | torch.device | None) -> dict[str, Any]:
@@ -478,8 +515,9 @@ def loaders(
     """Train and test DataLoaders: train shuffled (seeded) with drop_last, test in order.
 
     Transforms default to :func:`eva9.transforms.train_transforms` / ``test_transforms``. ``*_per_class`` take a
-    stratified subset (seeded with ``seed``). The same seed gives the same batches, augmentation included: the
-    train transform is reseeded (``set_random_seed``) from ``seed``, or in each worker from the worker's seed.
+    stratified subset (seeded with ``seed``). The train loader draws from an :class:`EpochSampler`: the same seed
+    gives the same batches, augmentation included, pixel for pixel, whatever the number of workers; pass ``n``
+    over the loader is epoch ``n`` (0-based) unless ``train_loader.sampler.set_epoch`` chooses another.
     """
     from .transforms import train_transforms
 
@@ -495,14 +533,13 @@ def loaders(
             + "); with drop_last=True no batch would be drawn. Lower batch_size or raise train_per_class."
         )
     train.transform = train_transforms() if train_transform is None else train_transform
-    if options["num_workers"] == 0 and hasattr(train.transform, "set_random_seed"):
-        train.transform.set_random_seed(seed)
     # Decode image files once, here, so that workers share the array instead of re-decoding every epoch.
     train.load_images()
     test = _test_set(path, test_transform, test_per_class, seed, download)
 
     train_loader = DataLoader(
-        train, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed), **options
+        train, sampler=EpochSampler(len(train), seed), drop_last=True, generator=torch.Generator().manual_seed(seed),
+        **options,
     )
     test_loader = DataLoader(
         test, shuffle=False, drop_last=False, generator=torch.Generator().manual_seed(seed), **options

@@ -202,14 +202,37 @@ def _history_epochs(history) -> list[dict]:
     return epochs
 
 
+def _label_smoothing_of(history) -> float | None:
+    """The label smoothing of the run ``history`` comes from, where it says: a recorded run's config, or the
+    config.json next to a history.json."""
+    if isinstance(history, Mapping) and isinstance(history.get("config"), Mapping):
+        return history["config"].get("label_smoothing")
+    if isinstance(history, (str, os.PathLike)):
+        folder = Path(history) if Path(history).is_dir() else Path(history).parent
+        if (folder / "config.json").is_file():
+            import json
+
+            return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("label_smoothing")
+    return None
+
+
 def training_curves(
     history,
     *,
+    label_smoothing: float | None = None,
     target: float | None = TARGET_ACCURACY,
     axes=None,
     path: PathLike | None = None,
 ) -> Figure:
-    """Train and test loss (left) and accuracy in % (right) per epoch, with the target accuracy as a line."""
+    """Train and test loss (left) and accuracy in % (right) per epoch, with the target accuracy as a line.
+
+    The two losses are not the same quantity, and the legend says so: the training loss is the training criterion
+    (label-smoothed when ``label_smoothing`` > 0, which keeps it above the plain cross-entropy) averaged over the
+    epoch while the weights change; the test loss is plain cross-entropy after the epoch. ``label_smoothing``
+    defaults to what the history's source says (a recorded run's config, a run folder's config.json).
+    """
+    if label_smoothing is None:
+        label_smoothing = _label_smoothing_of(history)
     epochs = _history_epochs(history)
     x = [e["epoch"] for e in epochs]
     if axes is not None:
@@ -217,16 +240,23 @@ def training_curves(
     else:
         fig = _Figure(figsize=(10, 3.8), layout="constrained")
         loss_ax, acc_ax = fig.subplots(1, 2)
+    if label_smoothing:
+        train_loss = f"train: cross-entropy label-smoothed {label_smoothing:g}, mean over the epoch"
+    elif label_smoothing is None:
+        train_loss = "train: training criterion, mean over the epoch"
+    else:
+        train_loss = "train: cross-entropy, mean over the epoch"
+    loss_labels = {"train": train_loss, "test": "test: cross-entropy after the epoch"}
     for split, style in (("train", "-o"), ("test", "-s")):
-        loss_ax.plot(x, [e[f"{split}_loss"] for e in epochs], style, markersize=3, label=split)
+        loss_ax.plot(x, [e[f"{split}_loss"] for e in epochs], style, markersize=3, label=loss_labels[split])
         acc_ax.plot(x, [100 * e[f"{split}_acc"] for e in epochs], style, markersize=3, label=split)
     if target is not None:
         acc_ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"target {100 * target:g}%")
-    loss_ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    loss_ax.set(title="Loss", xlabel="epoch", ylabel="loss")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
     return _finish(fig, path)
 
 

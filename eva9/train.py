@@ -9,6 +9,11 @@ run needs. :func:`fit` ties them together and keeps a run folder::
     out/checkpoint.pt    model, optimizer, scheduler, scaler, epoch, RNG states, history (atomic: temp + rename)
     out/model.pt         final weights (a state_dict)
     out/metrics.json     final test loss/accuracy, per-class accuracy, confusion matrix, wall time, device, versions
+
+A folder holding ``model.pt`` and ``metrics.json`` is a finished run: ``fit`` never trains there again unless asked
+to extend it, and :func:`prune` drops its ``checkpoint.pt`` (twice the size of ``model.pt``) when only the
+weights are wanted. ``metrics.json`` is written last and removed first, so the two exist only while they describe
+the same state as ``history.json``.
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ __all__ = [
     "train_one_epoch",
     "fit",
     "load_run",
+    "prune",
     "build_model",
+    "CHANNELS_LAST_ON_CPU",
 ]
 
 SCHEDULES: tuple[str, ...] = ("constant", "onecycle", "cosine")
@@ -64,6 +71,13 @@ DEFAULT_PROFILE = "seed"
 _MODELS = ("resnet18", "resnet34")
 
 RUN_FILES = ("config.json", "history.json", "checkpoint.pt", "model.pt", "metrics.json")
+
+CHANNELS_LAST_ON_CPU = True
+"""Whether ``channels_last=None`` (auto) trains channels-last on the CPU too, as it always does on CUDA.
+
+Measured by ``benchmarks/bench_engine.py`` (``benchmarks/results/engine.json``): on this project's 2-core CPU one
+ResNet18 training step of 128 ran 1.14× faster channels-last (17.3 against 14.5 images/s, 8 interleaved rounds,
+2 torch threads; the issue's own A/B gave 1.26×). Other CPUs may differ: set ``TrainConfig.channels_last``."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -112,7 +126,11 @@ class TrainConfig:
     device: str = "auto"
     """"auto" (CUDA → MPS → CPU), "cpu", "cuda", "cuda:1", "mps"."""
     amp: bool = True
-    """Mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler); ignored elsewhere."""
+    """Mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler) for training; ignored elsewhere.
+    The recorded test metrics are always computed in float32."""
+    channels_last: bool | None = None
+    """Train channels-last; None = automatic: on CUDA, and on the CPU where :data:`CHANNELS_LAST_ON_CPU` says the
+    benchmark measured it faster."""
     workers: int | None = None
     """Loader worker processes (None = eva9.data.default_workers())."""
     data_dir: str | None = None
@@ -120,7 +138,7 @@ class TrainConfig:
 
     # Fields that may differ when a run is resumed: they change where and how fast it runs, not what it computes.
     # ``epochs`` may also change (to extend a run) when the schedule is constant; see fit().
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("device", "workers", "data_dir", "amp")
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("device", "workers", "data_dir", "amp", "channels_last")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (the layout of ``config.json``)."""
@@ -205,6 +223,8 @@ class TrainConfig:
                 bad("device", 'not a device name; use "auto", "cpu", "cuda", "cuda:N" or "mps"')
         if not isinstance(self.amp, bool):
             bad("amp", "must be True or False")
+        if self.channels_last is not None and not isinstance(self.channels_last, bool):
+            bad("channels_last", "must be None (automatic), True or False")
         if self.workers is not None and (not is_int(self.workers) or self.workers < 0):
             bad("workers", "must be None (automatic) or an integer >= 0")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
@@ -361,11 +381,22 @@ def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
 
-def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device):
-    if device.type == "cuda":
-        images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-        return images, labels.to(device, non_blocking=True)
-    return images.to(device), labels.to(device)
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's first 4-D weight (its stem convolution) is stored channels-last."""
+    for tensor in model.parameters():
+        if tensor.dim() == 4:
+            return tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
+    return False
+
+
+def _to_device(images: torch.Tensor, labels: torch.Tensor, device: torch.device, channels_last: bool = False):
+    """Move a batch to ``device``; images channels-last when the model is (so no layer converts them)."""
+    non_blocking = device.type == "cuda"
+    if channels_last and images.dim() == 4:
+        images = images.to(device, non_blocking=non_blocking, memory_format=torch.channels_last)
+    else:
+        images = images.to(device, non_blocking=non_blocking)
+    return images, labels.to(device, non_blocking=non_blocking)
 
 
 @torch.no_grad()
@@ -376,12 +407,13 @@ def predict(model: nn.Module, loader, *, amp_dtype: torch.dtype | None = None, t
     ``tta=True`` adds flip test-time augmentation: the logits are the mean of the image's and its mirror image's.
     """
     device = _model_device(model)
+    channels_last = _is_channels_last(model)
     was_training = model.training
     model.eval()
     logits_all, labels_all = [], []
     try:
         for images, labels in loader:
-            images, _ = _to_device(images, labels, device)
+            images, _ = _to_device(images, labels, device, channels_last)
             with _autocast(device, amp_dtype):
                 logits = model(images)
                 if tta:
@@ -463,6 +495,7 @@ def train_one_epoch(
     ``sync_every_step`` overrides that choice (None = only off CUDA).
     """
     device = torch.device(device)
+    channels_last = _is_channels_last(model)
     # .item() is free on the CPU, so stop before any bad update; on a GPU it would stall the queue every step.
     check_every_step = device.type != "cuda" if sync_every_step is None else sync_every_step
     model.train()
@@ -497,7 +530,7 @@ def train_one_epoch(
         bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
     try:
         for step, (images, labels) in enumerate(loader, start=1):
-            images, labels = _to_device(images, labels, device)
+            images, labels = _to_device(images, labels, device, channels_last)
             with _autocast(device, amp_dtype):
                 logits = model(images)
                 loss = criterion(logits, labels)
@@ -575,13 +608,21 @@ def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps
         if total == 1:
             return None
         warmup = min(max(config.warmup, 1.5 / total), 1 - 0.5 / total)
+        # cycle_momentum=False: OneCycleLR would otherwise cycle momentum 0.85-0.95 and ignore config.momentum.
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=total, pct_start=warmup,
-            div_factor=25.0, final_div_factor=1e4,
+            div_factor=25.0, final_div_factor=1e4, cycle_momentum=False,
         )
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     return None
+
+
+def _wants_channels_last(config: TrainConfig, device: torch.device) -> bool:
+    """``config.channels_last``, or automatically: on CUDA, and on the CPU as :data:`CHANNELS_LAST_ON_CPU` says."""
+    if config.channels_last is not None:
+        return config.channels_last
+    return device.type == "cuda" or (device.type == "cpu" and CHANNELS_LAST_ON_CPU)
 
 
 class _TrainingParts(NamedTuple):
@@ -595,10 +636,12 @@ class _TrainingParts(NamedTuple):
 def _training_parts(
     model: nn.Module, config: TrainConfig, device: torch.device, steps_per_epoch: int
 ) -> _TrainingParts:
-    """Move ``model`` to ``device`` (channels-last on CUDA) and build what :func:`fit` trains it with."""
+    """Move ``model`` to ``device`` (channels-last where :func:`_wants_channels_last`) and build what :func:`fit`
+    trains it with."""
     model.to(device)
-    if device.type == "cuda":
+    if _wants_channels_last(config, device):
         model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     optimizer = torch.optim.SGD(
@@ -732,10 +775,14 @@ def fit(
     ``model=None`` builds ``config.model`` after seeding (so the seed fixes the initial weights too).
     ``config=None`` takes :func:`profile` (or, when resuming, the run folder's own config.json).
     ``out`` is the run folder (see the module docstring); ``resume=True`` continues from its last completed epoch
-    with the saved model, optimizer, scheduler, scaler and RNG states, returns a finished run as it is, and starts
-    a new run where ``out`` holds none yet (so re-running the same call after an interruption always continues).
-    Resuming with a config that computes something else is an error; ``TrainConfig.RESUMABLE`` fields may change,
-    and ``epochs`` may grow when the schedule is constant.
+    with the saved model, optimizer, scheduler, scaler and RNG states, returns a finished run (a folder holding
+    ``model.pt`` and ``metrics.json``) as it is, checkpoint or not, and starts a new run where ``out`` holds none
+    yet (so re-running the same call after an interruption always continues). Without ``resume``, a folder that
+    holds a run is refused. Resuming with a config that computes something else is an error;
+    ``TrainConfig.RESUMABLE`` fields may change, and ``epochs`` may grow when the schedule is constant (which needs
+    the checkpoint; the finished run's model.pt and metrics.json are removed before the first new epoch).
+    The loaders' :class:`~eva9.data.EpochSampler` is set to each epoch, so the same seed gives the same batches
+    whatever the workers and interruptions. The recorded test metrics are computed in float32, without autocast.
     ``progress``: tqdm bar per epoch (None = on a terminal or in a notebook); ``quiet`` silences bars and the
     per-epoch summary lines. ``train_loader``/``test_loader`` replace the CIFAR-10 loaders the config describes
     (then its data fields are not used).
@@ -744,23 +791,29 @@ def fit(
     checkpoint: dict[str, Any] | None = None
     if resume and out is None:
         raise ValueError("resume=True needs out=, the run folder to continue")
+    finished = out is not None and _is_finished(out)
     if resume and (out / "config.json").is_file():
         saved = TrainConfig.load(out)
         config = config if config is not None else saved
         config.validate()
         if (out / "checkpoint.pt").is_file():
             checkpoint = _load_checkpoint(out / "checkpoint.pt")
-        completed = checkpoint["epoch"] if checkpoint is not None else 0
+        completed = _finished_epochs(out) if finished else checkpoint["epoch"] if checkpoint is not None else 0
         _check_resumable(saved, config, completed, out)
-        if completed >= config.epochs and (out / "model.pt").is_file() and (out / "metrics.json").is_file():
+        if finished and completed >= config.epochs:
             if not quiet:
                 print(f"{out} already holds a finished run of {completed} epochs; nothing to do")
             return History.load(out)
+        if finished and checkpoint is None:
+            raise ValueError(
+                f"{out} holds a finished run of {completed} epochs whose checkpoint.pt was dropped, so it cannot"
+                f" grow to {config.epochs} epochs. Train the longer run in another out folder"
+            )
     else:
         config = (config if config is not None else profile()).validate()
-        if out is not None and (out / "checkpoint.pt").exists():
+        if out is not None and (finished or (out / "checkpoint.pt").exists()):
             if resume:
-                raise ValueError(f"{out} holds a checkpoint.pt but no config.json; delete the folder to start over")
+                raise ValueError(f"{out} holds a run but no config.json; delete the folder to start over")
             raise ValueError(f"{out} already holds a run; pass resume=True to continue it, or choose another out")
     show_bar = _want_progress(progress) and not quiet
 
@@ -799,12 +852,17 @@ def fit(
             print(f"resuming {out} after epoch {checkpoint['epoch']}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        if start_epoch <= config.epochs:  # training will change the state: final files of an older one must go
+            _remove_final_files(out)
         _write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2))
         if checkpoint is None:
             history.save(out / "history.json")
 
+    sampler = getattr(train_loader, "sampler", None)
     last_preds: Predictions | None = None
     for epoch in range(start_epoch, config.epochs + 1):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch - 1)  # the epoch's order and augmentation, whatever happened before
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(
@@ -812,7 +870,7 @@ def fit(
             progress=show_bar, epoch=epoch,
         )
         trained = time.perf_counter()  # train_one_epoch ends by reading its sums, so the device has finished
-        last_preds = predict(model, test_loader, amp_dtype=amp_dtype)
+        last_preds = predict(model, test_loader)  # float32: the accuracy `eva9 evaluate` and the book will find
         test_loss, test_acc = _loss_and_accuracy(last_preds)
         finished = time.perf_counter()
         seconds = finished - started
@@ -843,20 +901,62 @@ def fit(
 
     if out is not None:
         if last_preds is None:  # training had finished before; only the final files were missing
-            last_preds = predict(model, test_loader, amp_dtype=amp_dtype)
+            last_preds = predict(model, test_loader)
         _save_atomic(model.state_dict(), out / "model.pt")
-        _write_metrics(out, last_preds, history, device, train_seconds)
+        _write_metrics(out, last_preds, history, device, train_seconds)  # last: it marks the run finished
     return history
 
 
+def _is_finished(out: Path) -> bool:
+    """A run folder holding model.pt and metrics.json (fit writes metrics.json last, and removes it first)."""
+    return (out / "model.pt").is_file() and (out / "metrics.json").is_file()
+
+
+def _finished_epochs(out: Path) -> int:
+    try:
+        return int(json.loads((out / "metrics.json").read_text(encoding="utf-8"))["epochs"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"cannot read {out / 'metrics.json'}: {error!r}. Delete the run folder to start over") from None
+
+
+def _remove_final_files(out: Path) -> None:
+    """Remove metrics.json, then model.pt: a kill in between leaves no finished-looking run of an older state."""
+    for name in ("metrics.json", "model.pt"):
+        (out / name).unlink(missing_ok=True)
+
+
+def prune(out: str | os.PathLike) -> int:
+    """Delete the checkpoint.pt of a finished run, keeping model.pt, metrics.json, history and config; return the
+    bytes freed (0 if there was none).
+
+    A pruned run still loads (:func:`load_run`), evaluates and resumes as finished, but can no longer be extended
+    to more epochs. Also ``eva9 train --out DIR --resume --keep-weights-only``.
+    """
+    out = Path(out)
+    if not _is_finished(out):
+        raise ValueError(
+            f"{out} holds no finished run (model.pt and metrics.json); only a finished run's checkpoint may be"
+            " dropped. Finish it with resume=True (or `eva9 train --out DIR --resume`) first"
+        )
+    checkpoint = out / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return 0
+    size = checkpoint.stat().st_size
+    checkpoint.unlink()
+    return size
+
+
 def load_run(out: str | os.PathLike) -> Run:
-    """The model (final weights, or the last checkpoint's if the run is unfinished), config and history of a run."""
+    """The model (final weights of a finished run, else the last checkpoint's), config and history of a run."""
     out = Path(out)
     if not out.is_dir():
         raise FileNotFoundError(f"no run folder at {out}; train one with `python -m eva9 train --out {out}`")
     config = TrainConfig.load(out)
-    if (out / "model.pt").is_file():
-        state = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    if _is_finished(out):
+        try:
+            state = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable weights file gets the same clear message
+            raise ValueError(f"cannot read {out / 'model.pt'}: {error}. Retrain the run") from None
         history = History.load(out)
     elif (out / "checkpoint.pt").is_file():
         checkpoint = _load_checkpoint(out / "checkpoint.pt")

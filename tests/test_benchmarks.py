@@ -48,8 +48,12 @@ def test_engine_benchmark_runs(tmp_path):
     record = check_record(tmp_path / "engine.json", "engine")
     assert set(record["images_per_second"]) == {"bare", "eva9"}
     assert record["ratio_eva9_to_bare"] > 0
+    layouts = record["channels_last"]  # both layouts, side by side
+    assert set(layouts["images_per_second"]) == {"contiguous", "channels-last"}
+    assert layouts["ratio_channels_last_to_contiguous"] > 0
     report = bench("report")
     assert f"{record['ratio_eva9_to_bare']:.3f}×" in report.markdown(tmp_path)
+    assert f"**{layouts['ratio_channels_last_to_contiguous']:.3f}×**" in report.markdown(tmp_path)
     assert report.markdown(tmp_path / "empty") == "No benchmark has been recorded yet."
 
 
@@ -127,6 +131,19 @@ def test_full_run_record_finds_the_first_epoch_at_87_percent_and_keeps_per_class
     assert (record["epochs_to_target"], record["seconds_to_target"]) == (2, 6.0)
     assert record["classes"][0] == "plane" and record["class_accuracy"][0] == 0.9  # plane is last in the mapping
     assert record["profile"] == "fast" and record["device"] == "NVIDIA H100" and len(record["history"]["epochs"]) == 4
+    assert record["wall_seconds"] == 12.0 and record["invocation_seconds"] == 20.0  # 4 epochs of 3 s
+
+
+@needs_data
+def test_a_resumed_full_run_records_the_wall_time_of_its_whole_life(tmp_path):
+    full_runs = bench("full_runs")
+    options = dict(epochs=1, data_dir=DATA_DIR, quiet=True, train_per_class=1, test_per_class=1, batch_size=5,
+                   workers=0)
+    first = full_runs.record_profile("smoke", tmp_path / "results", tmp_path / "runs", **options)
+    again = full_runs.record_profile("smoke", tmp_path / "results", tmp_path / "runs", resume=True, **options)
+    trained = sum(epoch["seconds"] for epoch in first["history"]["epochs"])
+    assert again["resumed"] and again["wall_seconds"] == first["wall_seconds"] == trained > 0
+    assert again["invocation_seconds"] < first["invocation_seconds"]  # this call only found the finished run
 
 
 @needs_data

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from eva9.cli import build_parser, main
 from eva9.train import RUN_FILES, fit, profile
@@ -103,3 +104,66 @@ def test_evaluate_picks_this_machines_device_not_the_one_the_run_trained_on(tiny
     (out / "config.json").write_text(json.dumps({**saved, "device": "cuda"}))  # as if trained with --device cuda
     assert main(["evaluate", "--run", str(out), "--workers", "0"]) == 0, capsys.readouterr().err
     assert capsys.readouterr().out.startswith("Accuracy of the network on the 10 test images: ")
+
+
+# ----------------------------------------------------------------------------------------- error paths (#12)
+
+
+@pytest.fixture
+def tiny_run(tiny_folder, tmp_path):
+    """A finished ResNet18 run of two steps on the tiny image folder."""
+    out = tmp_path / "run"
+    config = profile("smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu",
+                     data_dir=str(tiny_folder))
+    fit(None, config, out=out, quiet=True)
+    return out
+
+
+def one_error_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"eva9 {command}: error:"), err
+    return err
+
+
+def test_ctrl_c_exits_130_and_says_how_to_continue(monkeypatch, capsys, tmp_path):
+    import eva9.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(eva9.train, "fit", interrupted)
+    assert main(["train", "--profile", "smoke", "--out", str(tmp_path / "run")]) == 130
+    assert "interrupted (a run folder can be continued with --resume)" in capsys.readouterr().err
+
+
+def test_a_corrupt_checkpoint_is_named_with_what_to_do(tiny_run, capsys):
+    for name in ("metrics.json", "model.pt"):
+        (tiny_run / name).unlink()  # an unfinished run: resuming reads the checkpoint
+    (tiny_run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["train", "--out", str(tiny_run), "--resume", "--quiet"]) == 1
+    err = one_error_line(capsys, "train")
+    assert f"cannot read checkpoint {tiny_run / 'checkpoint.pt'}" in err and "Delete the run folder" in err
+
+
+def test_weights_that_do_not_fit_the_model_are_refused(tiny_run, capsys):
+    torch.save({"conv1.weight": torch.zeros(1)}, tiny_run / "model.pt")
+    assert main(["evaluate", "--run", str(tiny_run), "--workers", "0"]) == 1
+    assert f"the weights in {tiny_run} do not fit a resnet18" in one_error_line(capsys, "evaluate")
+
+
+def test_evaluate_with_a_bad_data_dir_names_the_folder(tiny_run, capsys, tmp_path):
+    missing = tmp_path / "no-such-cifar"
+    assert main(["evaluate", "--run", str(tiny_run), "--workers", "0", "--data-dir", str(missing)]) == 1
+    err = one_error_line(capsys, "evaluate")
+    assert f"CIFAR-10 folder {missing} does not exist" in err and "EVA9_DATA_DIR" in err
+
+
+def test_keep_weights_only_drops_the_checkpoint_of_a_finished_run(tiny_run, capsys):
+    weights = (tiny_run / "model.pt").read_bytes()
+    assert main(["train", "--out", str(tiny_run), "--resume", "--keep-weights-only", "--quiet"]) == 0
+    assert "dropped" in capsys.readouterr().out
+    assert sorted(p.name for p in tiny_run.iterdir()) == ["config.json", "history.json", "metrics.json", "model.pt"]
+    assert (tiny_run / "model.pt").read_bytes() == weights, "the finished run is not retrained"
+    assert main(["train", "--out", str(tiny_run), "--resume", "--quiet"]) == 0, "and it stays finished"
+    assert (tiny_run / "model.pt").read_bytes() == weights
+    assert main(["evaluate", "--run", str(tiny_run), "--workers", "0"]) == 0

@@ -335,3 +335,36 @@ def test_real_copy_statistics_agree_with_mean_and_std(cifar_root):
     mean, std = channel_stats(subset)
     np.testing.assert_allclose(mean, MEAN, atol=0.02)
     np.testing.assert_allclose(std, STD, atol=0.02)
+
+
+def test_the_real_training_loader_augments_and_each_epoch_anew(cifar_root):
+    train, _ = loaders(cifar_root, batch_size=20, workers=0, train_per_class=2, test_per_class=1, device="cpu")
+    plain = torch.stack([T.test_transforms()(image=image)["image"] for image in train.dataset.images])
+
+    def epoch(number: int) -> torch.Tensor:
+        """The epoch's augmented images, put back in dataset order."""
+        train.sampler.set_epoch(number)
+        order = [index for index, _ in train.sampler]
+        train.sampler.set_epoch(number)
+        images, labels = next(iter(train))
+        assert labels.tolist() == [train.dataset.targets[i] for i in order]
+        return images[torch.argsort(torch.tensor(order))]
+
+    first, second = epoch(0), epoch(1)
+    changed = [not torch.equal(first[i], plain[i]) for i in range(20)]
+    assert sum(changed) >= 18, "nearly every training image is cropped, flipped or cut (1/9 · 1/2 · 1/2 are not)"
+    assert sum(not torch.equal(first[i], second[i]) for i in range(20)) >= 18, "the next epoch augments anew"
+    assert torch.equal(epoch(0), first), "an epoch's augmentation is a function of (seed, epoch, index)"
+
+
+def test_epoch_sampler_order_and_seeds_depend_on_seed_and_epoch_only():
+    sampler = data.EpochSampler(50, seed=3)
+    first = list(sampler)
+    assert sorted(i for i, _ in first) == list(range(50)) and len({s for _, s in first}) == 50
+    second = list(sampler)
+    assert second != first, "each pass is the next epoch"
+    again = data.EpochSampler(50, seed=3)
+    again.set_epoch(1)
+    assert list(again) == second, "set_epoch(1) on a new sampler (a resumed run) gives epoch 1 again"
+    assert list(data.EpochSampler(50, seed=4)) != first
+    assert dict(first) != dict(second), "each epoch gives every image a new augmentation seed"

@@ -66,10 +66,16 @@ def test_summary_prints_a_table_with_the_parameter_total(model, capsys):
 
 def test_pick_device_honours_an_explicit_choice():
     assert pick_device("cpu") == torch.device("cpu")
-    assert pick_device().type in {"cpu", "cuda", "mps"}
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             pick_device("cuda")
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_pick_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert pick_device() == pick_device("auto") == torch.device(expected)
 
 
 def test_seed_everything_repeats_python_numpy_and_torch_draws():

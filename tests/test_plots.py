@@ -141,8 +141,25 @@ def test_training_curves_plot_loss_and_accuracy_with_the_target_line(tmp_path, s
     np.testing.assert_allclose(lines["test"].get_ydata(), [45, 55, 65, 75])
     np.testing.assert_allclose(lines["target 87%"].get_ydata(), [87, 87])
     np.testing.assert_allclose(lines["train"].get_xdata(), [1, 2, 3, 4])
-    assert [line.get_label() for line in loss_ax.get_lines()] == ["train", "test"]
+    assert [line.get_label() for line in loss_ax.get_lines()] == [
+        "train: training criterion, mean over the epoch", "test: cross-entropy after the epoch"]
     assert_png(tmp_path / "curves.png")
+
+
+def test_training_curves_say_which_loss_is_label_smoothed(tmp_path):
+    data = history_dict()
+    recorded = {"config": {"label_smoothing": 0.1}, "epochs": data["epochs"]}  # a recorded run
+    for history, smoothing in ((data, 0.1), (recorded, None)):
+        fig = plots.training_curves(history, label_smoothing=smoothing)
+        train_loss, test_loss = (line.get_label() for line in fig.axes[0].get_lines())
+        assert train_loss == "train: cross-entropy label-smoothed 0.1, mean over the epoch"
+        assert test_loss == "test: cross-entropy after the epoch"
+    (tmp_path / "history.json").write_text(json.dumps(data))
+    (tmp_path / "config.json").write_text(json.dumps({"label_smoothing": 0.0}))  # a run folder: its own config
+    fig = plots.training_curves(tmp_path)
+    assert fig.axes[0].get_lines()[0].get_label() == "train: cross-entropy, mean over the epoch"
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "train: cross-entropy, mean over the epoch", "test: cross-entropy after the epoch"]
 
 
 def test_training_curves_refuse_empty_or_incomplete_histories(tmp_path):
@@ -173,6 +190,21 @@ def test_gradcam_grid_has_a_row_per_image_and_a_column_per_layer(tmp_path):
     ]
     assert all(ax.get_title() == "" for row in range(1, 5) for ax in fig.axes[5 * row + 1 : 5 * row + 5])
     assert_png(tmp_path / "cam.png")
+
+
+def test_gradcam_grid_cells_are_the_overlay_of_their_rows_image_and_their_columns_layer():
+    from eva9.gradcam import overlay
+
+    cams = {"layer2": torch.rand(3, 32, 32), "layer4": torch.rand(3, 32, 32)}
+    images = normalize(torch.rand(3, 3, 32, 32))
+    layers = ["layer4", "layer2"]  # not the mapping's order
+    fig = plots.gradcam_grid(images, cams, [0, 1, 2], [0, 1, 2], layers, alpha=0.3)
+    for row in range(3):
+        for col, layer in enumerate(layers, start=1):
+            [shown] = fig.axes[3 * row + col].get_images()
+            expected = overlay(images[row], cams[layer][row], alpha=0.3)
+            np.testing.assert_allclose(np.asarray(shown.get_array()), expected, atol=1e-6,
+                                       err_msg=f"row {row}, column {layer}")
 
 
 class Tiny(nn.Module):

@@ -145,4 +145,33 @@ def test_run_history_feeds_the_training_curves_figure():
 
     history = results.run_history(synthetic_run(test_accs=(0.5, 0.9)))
     assert history.column("test_acc") == [0.5, 0.9]
-    assert training_curves(history) is not None
+    loss_ax, acc_ax = training_curves(history).axes
+    test_line = next(line for line in acc_ax.get_lines() if line.get_label() == "test")
+    assert list(test_line.get_xdata()) == [1, 2] and list(test_line.get_ydata()) == [50.0, 90.0]
+
+
+@pytest.mark.parametrize("name", ["seed", "fast"])
+def test_the_appendix_renders_the_real_record_files(name):
+    """What book/results.md shows, from the records in results/: tables and curves carry the recorded numbers."""
+    from eva9.plots import training_curves
+
+    path = results.RESULTS_DIR / f"{name}.json"
+    run = results.load_run_file(path)
+    assert {k: v for k, v in run.items() if k != "path"} == json.loads(path.read_text())
+    [row] = results.summary_table([run], reference=False).rows
+    summary = dict(zip(results.summary_table([], reference=False).columns, row))
+    assert summary["profile"] == name and summary["epochs"] == len(run["history"]["epochs"])
+    assert summary["final_test_acc"] == round(100 * run["final_test_acc"], 1)
+    assert summary["best_test_acc"] == round(100 * max(e["test_acc"] for e in run["history"]["epochs"]), 1)
+    markdown = results.summary_table([run]).to_markdown()
+    assert f"| {name} |" in markdown and f"{100 * run['final_test_acc']:.1f}" in markdown
+    overall = results.class_accuracy_table([run]).rows[-1]
+    assert overall == ["overall", round(100 * results.REFERENCE_RUN["final_test_acc"], 1),
+                       round(100 * run["final_test_acc"], 1)]
+    [weights] = results.weights_table([run]).rows
+    assert weights[1] == run["weights"]["file"] and weights[3] == f"{100 * run['final_test_acc']:.2f}"
+    loss_ax, acc_ax = training_curves(results.run_history(run), label_smoothing=run["config"]["label_smoothing"]).axes
+    test_line = next(line for line in acc_ax.get_lines() if line.get_label() == "test")
+    assert list(test_line.get_ydata()) == [100 * e["test_acc"] for e in run["history"]["epochs"]]
+    smoothing = run["config"]["label_smoothing"]
+    assert ("label-smoothed" in loss_ax.get_lines()[0].get_label()) == (smoothing > 0)

@@ -28,8 +28,10 @@ from eva9.train import (
     load_run,
     predict,
     profile,
+    prune,
     train_one_epoch,
 )
+from eva9 import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -440,3 +442,159 @@ def test_cuda_deferred_nan_check_names_the_first_bad_step():
     with pytest.raises(NonFiniteLossError, match=r"NaN or infinite at epoch 5, step 3 of 4") as caught:
         train_one_epoch(model, train, optimizer, nn.CrossEntropyLoss(), "cuda", epoch=5, refresh_every=4)
     assert caught.value.step == 3
+
+
+# ---------------------------------------------------------------------------------- finished runs are kept (#12)
+
+
+def test_a_finished_run_without_its_checkpoint_is_returned_as_is_not_retrained(tmp_path):
+    out = tmp_path / "run"
+    history = tiny_fit(out, epochs=2)
+    (out / "checkpoint.pt").unlink()  # twice the size of model.pt, so people delete it
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    assert tiny_fit(out, resume=True, epochs=2) == history
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == before
+    with pytest.raises(ValueError, match="already holds a run; pass resume=True"):
+        tiny_fit(out, epochs=2)  # a new run refuses to start over a finished one
+    with pytest.raises(ValueError, match="checkpoint.pt was dropped, so it cannot grow to 3 epochs"):
+        tiny_fit(out, resume=True, epochs=3)
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == before
+
+
+def test_prune_drops_only_the_checkpoint_of_a_finished_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "build_model", lambda name: tiny_model())  # load_run rebuilds the tiny model
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="holds no finished run"):
+        prune(out)
+    history = tiny_fit(out, epochs=1)
+    size = (out / "checkpoint.pt").stat().st_size
+    assert prune(out) == size and prune(out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "history.json", "metrics.json", "model.pt"]
+    assert load_run(out).history == history and tiny_fit(out, resume=True, epochs=1) == history
+
+
+def test_an_interrupted_extension_leaves_no_final_files_of_the_shorter_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "build_model", lambda name: tiny_model())  # load_run rebuilds the tiny model
+    out = tmp_path / "run"
+    tiny_fit(out, epochs=1)
+    old_weights = (out / "model.pt").read_bytes()
+
+    model, calls = tiny_model(), []
+
+    def stop_in_the_second_step(module, args):  # Ctrl-C in the second step of epoch 2
+        if module.training:
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+
+    model.register_forward_pre_hook(stop_in_the_second_step)
+    train_loader, test_loader = tiny_loaders()
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, tiny_config(epochs=2), out=out, resume=True, quiet=True, train_loader=train_loader,
+            test_loader=test_loader)
+    assert not (out / "model.pt").exists() and not (out / "metrics.json").exists()
+    assert len(History.load(out)) == 1
+    run = load_run(out)  # the checkpoint of epoch 1: the state history.json describes
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(run.model.state_dict()[k], v) for k, v in checkpoint["model"].items())
+
+    extended = tiny_fit(out, resume=True, epochs=2)
+    assert [e["epoch"] for e in extended.epochs] == [1, 2]
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+    assert (out / "model.pt").read_bytes() != old_weights
+    final = torch.load(out / "model.pt", weights_only=True)
+    assert all(torch.equal(load_run(out).model.state_dict()[k], v) for k, v in final.items())
+
+
+# ------------------------------------------------------------------------ same seed, same batches (#12, item 3)
+
+
+class Recorder(nn.Module):
+    """A tiny model for 32×32 images that keeps a copy of every training batch it sees."""
+
+    def __init__(self, batches: list, stop_at: int | None = None) -> None:
+        super().__init__()
+        self.inner, self.batches, self.stop_at = tiny_model(), batches, stop_at
+
+    def forward(self, x):
+        if self.training:
+            if self.stop_at is not None and len(self.batches) == self.stop_at:
+                raise KeyboardInterrupt
+            self.batches.append(x.detach().clone())
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumed_and_uninterrupted_real_runs_see_identical_batches_whatever_the_workers(cifar_root, tmp_path,
+                                                                                       workers):
+    config = profile("smoke", epochs=3, train_per_class=2, test_per_class=1, batch_size=10, workers=workers,
+                     device="cpu", data_dir=str(cifar_root))  # 20 real images, augmented: 2 steps per epoch
+
+    reference: list = []
+    fit(Recorder(reference), config.replace(workers=0), out=tmp_path / "reference", quiet=True)
+
+    seen: list = []
+    with pytest.raises(KeyboardInterrupt):  # stopped in the second step of epoch 2
+        fit(Recorder(seen, stop_at=3), config, out=tmp_path / "run", quiet=True)
+    assert len(History.load(tmp_path / "run")) == 1
+    del seen[2:]  # the batches of the epoch that did not finish
+    fit(Recorder(seen), config, out=tmp_path / "run", resume=True, quiet=True)
+
+    assert len(seen) == len(reference) == 6
+    for step, (mine, theirs) in enumerate(zip(seen, reference)):
+        assert torch.equal(mine, theirs), f"step {step + 1} differs"
+    assert not torch.equal(reference[0], reference[2]), "epoch 2 shuffles and augments anew"
+    final, expected = (torch.load(d / "model.pt", weights_only=True) for d in (tmp_path / "run", tmp_path / "reference"))
+    assert all(torch.equal(final[k], expected[k]) for k in expected), "same batches, same device: same weights"
+
+
+# ------------------------------------------------------------------------------- settings that say what they do
+
+
+def test_one_cycle_keeps_the_configured_momentum():
+    model = tiny_model()
+    config = tiny_config(schedule="onecycle", lr=0.1, momentum=0.9, epochs=3)
+    parts = train._training_parts(model, config, torch.device("cpu"), steps_per_epoch=4)
+    momenta = []
+    for _ in range(12):
+        parts.optimizer.step()
+        parts.scheduler.step()
+        momenta.append(parts.optimizer.param_groups[0]["momentum"])
+    assert momenta == [0.9] * 12
+    assert max(g["lr"] for g in parts.optimizer.param_groups) < 0.1  # the lr does follow its cycle
+
+
+def test_recorded_metrics_are_float32_even_when_training_uses_autocast(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "_amp_dtype", lambda device, amp: torch.bfloat16)  # CPU autocast runs bf16 too
+    monkeypatch.setattr(train, "build_model", lambda name: tiny_model())  # load_run rebuilds the tiny model
+    out = tmp_path / "run"
+    history = tiny_fit(out, epochs=1)
+    _, test = tiny_loaders()
+    loss, accuracy = evaluate(load_run(out).model, test)  # float32, as `eva9 evaluate` and the book score it
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_loss"] == loss == history.epochs[-1]["test_loss"]
+    assert metrics["test_acc"] == accuracy
+
+
+@pytest.mark.parametrize("setting, device_type, expected", [
+    (None, "cuda", True), (None, "cpu", train.CHANNELS_LAST_ON_CPU), (False, "cuda", False), (True, "cpu", True),
+    (None, "mps", False),
+])
+def test_channels_last_follows_the_config_or_the_measured_default(setting, device_type, expected):
+    config = tiny_config(channels_last=setting)
+    assert train._wants_channels_last(config, torch.device(device_type)) == expected
+
+
+def test_a_channels_last_cpu_epoch_feeds_channels_last_batches_and_learns_the_same():
+    def run(channels_last):
+        model = tiny_model()
+        parts = train._training_parts(model, tiny_config(channels_last=channels_last), torch.device("cpu"), 4)
+        train_loader, _ = tiny_loaders()
+        seen = []
+        model.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+        loss, _ = train_one_epoch(model, train_loader, parts.optimizer, parts.criterion, "cpu")
+        return loss, seen
+
+    plain, last = run(False), run(True)
+    assert all(plain[1]) and not any(last[1])
+    assert last[0] == pytest.approx(plain[0], rel=1e-4)

@@ -122,3 +122,34 @@ def test_pipelines_standardize_real_images(cifar_root):
         per_channel = batch.transpose(0, 1).flatten(1)
         torch.testing.assert_close(per_channel.mean(1), torch.zeros(3), atol=tolerance, rtol=0)
         torch.testing.assert_close(per_channel.std(1), torch.ones(3), atol=tolerance, rtol=0)
+
+
+def _decisions(pipeline, reseed_each: bool, n: int = 1200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image: flipped (0/1), crop row offset and crop column offset (0..8), read back from the pixels."""
+    rows, cols = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+    coded = np.stack([rows * 8, cols * 8, np.full_like(rows, 128)], axis=-1).astype(np.uint8)  # pixel = its place
+    pipeline.set_random_seed(0)
+    flips, dy, dx = [], [], []
+    for i in range(n):
+        if reseed_each:
+            pipeline.set_random_seed(i)  # consecutive seeds, as hard a case as any
+        out = (T.denormalize(pipeline(image=coded)["image"]) * 255).round().long()
+        flipped = bool(out[1, 16, 17] < out[1, 16, 16])
+        # reflect padding by 4, then a 32×32 window at (dy, dx): output (16, c) shows source (12 + dy, c - 4 + dx)
+        flips.append(flipped)
+        dy.append(int(out[0, 16, 16]) // 8 - 12)
+        dx.append(int(out[1, 16, 16 if not flipped else 15]) // 8 - 12)
+    return np.array(flips, float), np.array(dy, float), np.array(dx, float)
+
+
+@pytest.mark.parametrize("reseed_each", [False, True], ids=["seeded once", "reseeded per image"])
+def test_flip_and_crop_decisions_are_uncorrelated(reseed_each):
+    flips, dy, dx = _decisions(T.train_transforms(cutout_p=0.0), reseed_each)
+    assert set(dy) == set(dx) == set(range(9)) and 0.4 < flips.mean() < 0.6
+    for lag in (0, 1, 2):  # the same image, and the images before it
+        for offsets in (dy, dx):
+            small = (offsets < 4).astype(float)
+            a, b = flips[lag:], small[: len(small) - lag]
+            assert abs(np.corrcoef(a, b)[0, 1]) < 0.12, f"flip correlates with a crop offset at lag {lag}"
+            assert abs(np.corrcoef(flips[lag:], offsets[: len(offsets) - lag])[0, 1]) < 0.12
+    assert abs(np.corrcoef(dy, dx)[0, 1]) < 0.12, "row and column offsets come from independent draws"
