@@ -285,6 +285,12 @@ class Table:
     def _cells(self) -> list[list[str]]:
         return [[_format_cell(value) for value in row] for row in self.rows]
 
+    def transpose(self, corner: str = "") -> "Table":
+        """The same table turned by a quarter: one row per column, headed by the first column's values."""
+        columns = [corner or self.columns[0]] + [_format_cell(row[0]) for row in self.rows]
+        rows = [[name] + [row[i] for row in self.rows] for i, name in enumerate(self.columns) if i > 0]
+        return Table(columns, rows)
+
     def to_markdown(self) -> str:
         """A GitHub-flavoured Markdown table."""
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "|".join(" --- " for _ in self.columns) + "|"]

@@ -530,26 +530,29 @@ def train_one_epoch(
         bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
     try:
         for step, (images, labels) in enumerate(loader, start=1):
+            # The training step begins here (the book's training chapter shows it).
             images, labels = _to_device(images, labels, device, channels_last)
-            with _autocast(device, amp_dtype):
-                logits = model(images)
-                loss = criterion(logits, labels)
-            if check_every_step:
+            with _autocast(device, amp_dtype):  # bf16/fp16 on a GPU with amp, else float32
+                logits = model(images)  # forward: ten scores (logits) per image
+                loss = criterion(logits, labels)  # cross-entropy, the mean over the batch
+            if check_every_step:  # stop before a NaN reaches the weights
                 value = loss.item()
                 if not math.isfinite(value):
                     fail(step, value)
-            else:
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
+            else:  # on a GPU: remember the first bad step without waiting for it
+                finite = torch.isfinite(loss.detach())
+                first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
+            optimizer.zero_grad(set_to_none=True)  # forget the last batch's gradients
+            if scaler is not None:  # fp16: scale the loss so that small gradients survive
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
             else:
-                loss.backward()
-                optimizer.step()
+                loss.backward()  # backward: d(loss)/d(weight) for every weight
+                optimizer.step()  # SGD: a small step against the gradient
             if scheduler is not None:
-                scheduler.step()
+                scheduler.step()  # the learning rate for the next step
+            # The training step ends here.
             n = labels.size(0)
             loss_sum += loss.detach().to(sum_device).double() * n
             correct += (logits.detach().argmax(1) == labels).sum()

@@ -175,3 +175,12 @@ def test_the_appendix_renders_the_real_record_files(name):
     assert list(test_line.get_ydata()) == [100 * e["test_acc"] for e in run["history"]["epochs"]]
     smoothing = run["config"]["label_smoothing"]
     assert ("label-smoothed" in loss_ax.get_lines()[0].get_label()) == (smoothing > 0)
+
+
+def test_a_transposed_table_has_one_row_per_field_and_one_column_per_run():
+    table = results.summary_table([synthetic_run("seed"), synthetic_run("fast")])
+    turned = table.transpose()
+    assert turned.columns == ["run", "reference", "seed", "fast"]
+    assert [row[0] for row in turned.rows] == table.columns[1:]
+    epochs = table.columns.index("epochs")
+    assert [row for row in turned.rows if row[0] == "epochs"][0][1:] == [row[epochs] for row in table.rows]
