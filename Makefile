@@ -59,8 +59,7 @@ chromium:
 
 # Lint and format check (settings in pyproject.toml). Not yet part of `make test`: the existing code has findings.
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . && exit $$status
 
 # The GitHub workflows against GitHub's workflow schema, and CITATION.cff against the Citation File Format schema;
 # check-jsonschema ships both schemas (--builtin-schema), so neither check needs the network.
