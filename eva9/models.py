@@ -1,7 +1,10 @@
 """ResNet18 for 32×32 CIFAR images, written as literally as its diagram.
 
-The CIFAR variant differs from torchvision's ImageNet ResNet18 only in its stem: one 3×3 stride-1 convolution
-and no max-pool, so a 32×32 image reaches ``layer4`` as a 4×4 map instead of vanishing to 1×1.
+This is the widely used CIFAR adaptation of the ImageNet ResNet18 (as in kuangliu/pytorch-cifar), not one of He
+et al.'s CIFAR ResNets (ResNet-20 … 110, with 16/32/64 channels). Its layers are those of torchvision's ImageNet
+ResNet18 except the stem: one 3×3 stride-1 convolution and no max-pool, so a 32×32 image reaches ``layer4`` as a
+4×4 map instead of vanishing to 1×1. Layer names (``shortcut``, ``linear``) and initialisation (PyTorch's
+defaults) differ from torchvision's, so state_dicts are not interchangeable.
 """
 
 from __future__ import annotations
@@ -16,15 +19,23 @@ __all__ = ["BasicBlock", "ResNet", "resnet18", "resnet34", "summary"]
 
 
 class BasicBlock(nn.Module):
-    """Two 3×3 convolutions with batch norm, plus a shortcut (1×1 projection when the shape changes)."""
+    """Two 3×3 convolutions with batch norm, added to a shortcut before the last ReLU.
+
+    The shortcut is the identity, or a 1×1 convolution with batch norm
+    where the shape changes.
+    """
 
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, kernel_size=3, stride=1, padding=1, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
