@@ -186,3 +186,44 @@ def reliability_table(probs, labels, bins: int = 15) -> ReliabilityTable:
     filled = counts > 0
     ece = float(np.sum(counts[filled] / counts.sum() * np.abs(accuracy[filled] - mean_confidence[filled])))
     return ReliabilityTable(edges, counts.astype(np.int64), mean_confidence, accuracy, ece)
+
+
+# ------------------------------------------------------------------------------------ mistakes within a group
+
+
+ANIMALS: tuple[bool, ...] = tuple(name in ("bird", "cat", "deer", "dog", "frog", "horse") for name in SHORT_NAMES)
+"""For each CIFAR-10 class in label order, whether it is an animal (else a vehicle): the book's two groups."""
+
+
+class GroupShare(NamedTuple):
+    """Of ``mistakes`` (the off-diagonal total), the share whose true and predicted class share a group:
+    ``observed`` in the matrix, ``expected`` if true and predicted class were independent given the margins."""
+
+    mistakes: int
+    observed: float
+    expected: float
+
+
+def within_group_share(cm, groups: Sequence) -> GroupShare:
+    """Observed and expected share of a confusion matrix's mistakes that stay within a group of classes.
+
+    ``groups[i]`` names class i's group (any hashable). Only the off-diagonal cells count. With r_i the mistakes of
+    true class i (row totals) and c_j the mistakes predicted as j (column totals), the expected count of cell
+    i ≠ j is proportional to r_i·c_j, scaled so that the off-diagonal cells hold all the mistakes; ``expected``
+    is the within-group cells' part of that. With equal margins it is the share of within-group cells among the
+    off-diagonal ones (42 of 90 for six animals and four vehicles). NaN where there is no mistake.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or len(groups) != cm.shape[0]:
+        raise ValueError(f"give a square confusion matrix and one group per class, got {cm.shape} and {len(groups)}")
+    if (cm < 0).any():
+        raise ValueError("confusion counts must be >= 0")
+    off = ~np.eye(len(cm), dtype=bool)
+    same = np.equal.outer(np.asarray(groups, dtype=object), np.asarray(groups, dtype=object)) & off
+    wrong = np.where(off, cm, 0.0)
+    mistakes = wrong.sum()
+    if mistakes == 0:
+        return GroupShare(0, float("nan"), float("nan"))
+    outer = np.outer(wrong.sum(axis=1), wrong.sum(axis=0))  # r_i · c_j
+    expected = outer[same].sum() / outer[off].sum()  # > 0: a mistake in cell (i, j) makes r_i, c_j > 0
+    return GroupShare(int(round(mistakes)), float(wrong[same].sum() / mistakes), float(expected))

@@ -50,20 +50,28 @@ def scale_per_image(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, (maps - low) / torch.where(span > 0, span, torch.ones_like(span)), 0.0)
 
 
-def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """GradCAM maps (B, H, W) in [0, 1] from a layer's activations and the target score's gradients (both B×K×h×w).
+def gradcam_map(
+    activations: torch.Tensor,
+    gradients: torch.Tensor,
+    size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """GradCAM maps (B, H, W) in [0, 1] from a layer's activations and the target
+    score's gradients (both B×K×h×w).
 
     ``size`` is the (H, W) to upsample to bilinearly; None keeps the layer's own h×w.
     """
     if activations.ndim != 4 or activations.shape != gradients.shape:
         raise ValueError(
-            f"activations and gradients must be equal B×K×h×w tensors, got {tuple(activations.shape)} and "
-            f"{tuple(gradients.shape)}"
+            f"activations and gradients must be equal B×K×h×w tensors, "
+            f"got {tuple(activations.shape)} and {tuple(gradients.shape)}"
         )
-    weights = gradients.float().mean(dim=(2, 3))  # B×K: how much each channel matters to the target score
+    # B×K: how much each channel matters to the target score
+    weights = gradients.float().mean(dim=(2, 3))
     cam = F.relu(torch.einsum("bk,bkhw->bhw", weights, activations.float()))
     if size is not None and tuple(size) != tuple(cam.shape[-2:]):
-        cam = F.interpolate(cam[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+        cam = F.interpolate(
+            cam[:, None], size=tuple(size), mode="bilinear", align_corners=False
+        )[:, 0]
     return scale_per_image(cam)
 
 

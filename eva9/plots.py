@@ -399,3 +399,30 @@ def reliability_diagram(
     bottom.set(xlabel="confidence (highest softmax probability)", ylabel="predictions",
                ylim=(0, 1.25 * max(int(counts.max()), 1)))
     return _finish(fig, path)
+
+
+def blanked_grid(
+    images,
+    masks: Mapping[str, torch.Tensor],
+    *,
+    axes=None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Rows = images, columns = the intact image and, per named B×H×W boolean mask, the image with the mask's
+    pixels blanked to the training set's mean colour (0 in normalised space), as :func:`eva9.gradcam.deletion_test`
+    blanks them. ``images``: normalized B×3×H×W."""
+    images = torch.as_tensor(images).detach().cpu()
+    n = len(images)
+    if n == 0 or not masks:
+        raise ValueError("blanked_grid needs at least one image and one mask")
+    for name, mask in masks.items():
+        if tuple(mask.shape) != (n, *images.shape[-2:]):
+            raise ValueError(f"mask {name!r} has shape {tuple(mask.shape)}, images need {(n, *images.shape[-2:])}")
+    columns = 1 + len(masks)
+    fig, grid = _axes_grid(n * columns, columns, axes, panel=1.5, extra_height=0.25)
+    for row in range(n):
+        _show(grid[row * columns], images[row], normalized=True, title="intact" if row == 0 else None)
+        for col, (name, mask) in enumerate(masks.items(), start=1):
+            blanked = images[row].masked_fill(mask[row].cpu()[None], 0.0)
+            _show(grid[row * columns + col], blanked, normalized=True, title=name if row == 0 else None)
+    return _finish(fig, path)
