@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import NamedTuple
 
@@ -151,6 +152,11 @@ def recorded_run(name: str) -> dict:
     raise weights.WeightsError(f"no recorded run called {name!r}")
 
 
+def _test_images(config: train.TrainConfig) -> str:
+    per_class = config.test_per_class
+    return "all 10,000 test images" if per_class is None else f"{10 * per_class:,} test images ({per_class} per class)"
+
+
 def trained_network(quiet: bool = False) -> Network:
     """The published network if there is one (see :func:`published_weights`), else the profile's run.
 
@@ -161,8 +167,9 @@ def trained_network(quiet: bool = False) -> Network:
         config = training_config()
         run = trained_run(config)
         if not quiet:
-            print(f"Using the network trained here: {run_dir(config)} ({config.profile} profile, {len(run.history)} "
-                  f"epoch(s), {run.history.epochs[-1]['test_acc']:.1%} test accuracy).")
+            print(textwrap.fill(f"Using the network trained here: {run_dir(config)} ({config.profile} profile, "
+                                f"{len(run.history)} epoch(s)), {run.history.epochs[-1]['test_acc']:.1%} test "
+                                f"accuracy on {_test_images(config)}.", 88))
         return Network(run.model, config, run.history, False, str(run_dir(config)))
     setup()
     record = recorded_run(entry.name)
@@ -172,8 +179,8 @@ def trained_network(quiet: bool = False) -> Network:
         test_per_class=None if device.type != "cpu" else CPU_TEST_PER_CLASS)
     model = models.resnet18(weights=entry).eval().to(device)
     if not quiet:
-        print(f"Using the published weights {entry.describe()} "
-              f"(set EVA9_PROFILE to use a run trained here instead).")
+        print(textwrap.fill(f"Using the published weights {entry.describe()}, evaluated here on "
+                            f"{_test_images(config)}. Set EVA9_PROFILE to use a run trained here.", 88))
     return Network(model, config, train.History.from_dict(record["history"]), True, entry.name)
 
 

@@ -225,7 +225,7 @@ def _predict(args: argparse.Namespace) -> int:
     with torch.no_grad():
         probabilities = model(images).softmax(dim=1)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
-    print(f"weights {described}; {_PHOTO_NOTE}")
+    print(f"weights {described}\n({_PHOTO_NOTE})")
     for path, values, indices in zip(args.images, top.values.tolist(), top.indices.tolist()):
         ranked = ", ".join(f"{SHORT_NAMES[i]} {100 * p:.1f} %" for p, i in zip(values, indices))
         print(f"{path}: {ranked}")
@@ -257,7 +257,7 @@ def _gradcam(args: argparse.Namespace) -> int:
     titles = [f"{Path(path).name[:18]}\n{SHORT_NAMES[int(i)]} {100 * float(probabilities[row, i]):.0f} %"
               for row, (path, i) in enumerate(zip(args.images, maps.predictions))]
     gradcam_grid(images, maps, None, titles=titles, path=out)
-    print(f"weights {described}; {_PHOTO_NOTE}")
+    print(f"weights {described}\n({_PHOTO_NOTE})")
     print(f"wrote {out}: GradCAM of the predicted class at {', '.join(maps)} for {len(args.images)} image(s)")
     return 0
 

@@ -188,12 +188,12 @@ class Weights:
         return None
 
     def describe(self) -> str:
-        """One line: which run, which device, how accurate."""
+        """One short line: name, profile, epochs, device, test accuracy."""
         meta = self.meta
         accuracy = meta.get("final_test_acc")
-        return (f"'{self.name}': the {meta.get('profile', '?')} profile, {meta.get('epochs', '?')} epochs on "
-                f"{meta.get('device', '?')} ({meta.get('date', '?')}), "
-                f"{'?' if accuracy is None else f'{100 * accuracy:.2f}'}% test accuracy")
+        accuracy = "?" if accuracy is None else f"{100 * accuracy:.2f}%"
+        return (f"'{self.name}' ({meta.get('profile', '?')} profile, {meta.get('epochs', '?')} epochs on "
+                f"{meta.get('device', '?')}, {accuracy} test accuracy)")
 
 
 def _entry(name: str, record: dict) -> Weights | None:
