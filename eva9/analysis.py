@@ -86,7 +86,7 @@ def misclassified(model: nn.Module, loader, limit: int | None = 25) -> Mistakes:
     Each batch goes through :func:`eva9.train.predict`, so the images kept are exactly the ones the model saw,
     whatever the loader's order or random transforms.
     """
-    from eva9.train import predict
+    from eva9.train.loop import predict
 
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
