@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (see README.md):
 #   make book   set up .venv, then build the HTML book into _build/html (executing every chapter)
-#   make test   set up .venv, then unit tests, notebooks under nbval, jupytext pairing, strict book build, browser check,
-#               and the GitHub workflows and CITATION.cff against their schemas
+#   make test   set up .venv, then the import contracts, unit tests, notebooks under nbval, jupytext pairing,
+#               strict book build, browser check, and the GitHub workflows and CITATION.cff against their schemas
 # Point at a local CIFAR-10 copy with EVA9_DATA_DIR=/path/to/cifar10 (else torchvision downloads it into data/).
 
 PYTHON ?= python3
@@ -18,7 +18,7 @@ ifdef EVA9_DATA_DIR
 export EVA9_DATA_DIR := $(abspath $(EVA9_DATA_DIR))
 endif
 
-.PHONY: setup book test unit notebooks pairing book-strict browser-check chromium mathjax lint workflows citation \
+.PHONY: setup book test imports unit notebooks pairing book-strict browser-check chromium mathjax lint workflows citation \
 	set-repository clean
 
 setup: $(STAMP)
@@ -32,7 +32,12 @@ book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build .
 	@echo "Book built: open _build/html/index.html"
 
-test: unit notebooks pairing book-strict browser-check workflows citation
+test: imports unit notebooks pairing book-strict browser-check workflows citation
+
+# The package's layering (import-linter contracts in pyproject.toml): one-way layers, no cycles, the engine below
+# the analysis. First in `make test`: a wrong import fails in seconds.
+imports: $(STAMP)
+	$(BIN)/lint-imports
 
 unit: $(STAMP)
 	$(BIN)/pytest tests --ignore=tests/html

@@ -30,15 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from eva9.data import loaders  # noqa: E402
-from eva9.train import (  # noqa: E402
-    _images_per_epoch,
-    _to_device,
-    _training_parts,
-    build_model,
-    predict,
-    profile,
-    train_one_epoch,
-)
+from eva9.train import build_model, predict, profile, train_one_epoch  # noqa: E402
+from eva9.train.loop import _to_device  # noqa: E402
+from eva9.train.parts import _training_parts  # noqa: E402
+from eva9.train.runs import _images_per_epoch  # noqa: E402
 from eva9.utils import pick_device, seed_everything  # noqa: E402
 
 FULL: dict[str, Any] = {"profiles": ["seed", "fast"], "train_per_class": None, "test_per_class": None,

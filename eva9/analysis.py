@@ -9,6 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .constants import SHORT_NAMES
+from .metrics import _as_long_tensor, class_accuracy, confusion_matrix
+
 __all__ = [
     "SHORT_NAMES",
     "Mistakes",
@@ -21,33 +24,6 @@ __all__ = [
     "print_class_accuracy",
     "reliability_table",
 ]
-
-SHORT_NAMES: tuple[str, ...] = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-"""The seed notebook's short class names, in CIFAR-10 label order."""
-
-
-def _as_long_tensor(values) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values).long().flatten().cpu()
-
-
-def confusion_matrix(preds, labels, num_classes: int = 10) -> np.ndarray:
-    """Counts as an int64 array: row = true class, column = predicted class."""
-    preds, labels = _as_long_tensor(preds), _as_long_tensor(labels)
-    if preds.shape != labels.shape:
-        raise ValueError(f"preds and labels differ in length: {preds.numel()} vs {labels.numel()}")
-    for name, values in (("preds", preds), ("labels", labels)):
-        if values.numel() and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(f"{name} must lie in [0, {num_classes - 1}]")
-    counts = torch.bincount(labels * num_classes + preds, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).numpy().astype(np.int64)
-
-
-def class_accuracy(preds, labels, num_classes: int = 10) -> np.ndarray:
-    """Fraction of each true class predicted correctly (float64, shape (num_classes,); NaN for an absent class)."""
-    cm = confusion_matrix(preds, labels, num_classes)
-    totals = cm.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(totals > 0, np.diag(cm) / np.maximum(totals, 1), np.nan)
 
 
 def format_class_accuracy(acc, names: Sequence[str] = SHORT_NAMES) -> str:
@@ -110,7 +86,7 @@ def misclassified(model: nn.Module, loader, limit: int | None = 25) -> Mistakes:
     Each batch goes through :func:`eva9.train.predict`, so the images kept are exactly the ones the model saw,
     whatever the loader's order or random transforms.
     """
-    from eva9.train import predict
+    from eva9.train.loop import predict
 
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")

@@ -6,21 +6,18 @@ A recorded run is one JSON file written by ``benchmarks/full_runs.py`` after tra
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import html
 import io
 import json
 import math
 import os
-import platform
-import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .analysis import SHORT_NAMES
+from .constants import SHORT_NAMES
+from .provenance import machine, provenance, versions
 from .weights import record_paths, sha256_of
 
 __all__ = [
@@ -92,54 +89,6 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
     "confusion_matrix": list,
 }
 _EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
-
-
-# --------------------------------------------------------------------------------------------------- provenance
-
-
-def versions() -> dict[str, str | None]:
-    """Versions of Python and the packages a result depends on (None where a package is not installed)."""
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("torch", "torchvision", "albumentations", "numpy", "eva9", "grad-cam"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as lines:
-            for line in lines:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict[str, Any]:
-    """The computer a measurement ran on: CPU model, logical cores, OS, and the GPU name if CUDA is available."""
-    info: dict[str, Any] = {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "gpu": None,
-    }
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def provenance() -> dict[str, Any]:
-    """Where and when a measurement was made: ``{"machine": ..., "versions": ..., "date": ISO-8601 UTC}``."""
-    return {
-        "machine": machine(),
-        "versions": versions(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 # --------------------------------------------------------------------------------------------------- run files

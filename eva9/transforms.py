@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 
-from .data import MEAN, STD
+from .constants import MEAN, STD
 
 __all__ = ["Pipeline", "train_transforms", "test_transforms", "denormalize"]
 

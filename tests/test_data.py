@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import eva9.data as data
+import eva9.data.datasets as datasets
+import eva9.data.loading as loading
 from eva9.data import CLASSES, MEAN, STD, CIFAR10Error, channel_stats, cifar10, dataset_root, loaders, per_class_subset
 import eva9.transforms as T
 
@@ -201,8 +203,8 @@ def test_per_class_subset_is_stratified_and_deterministic(tiny_folder):
 
 def test_per_class_subset_decodes_nothing_until_used(tiny_folder, monkeypatch):
     decoded = []
-    real_read = data._read_image
-    monkeypatch.setattr(data, "_read_image", lambda path: decoded.append(path) or real_read(path))
+    real_read = datasets._read_image
+    monkeypatch.setattr(datasets, "_read_image", lambda path: decoded.append(path) or real_read(path))
     subset = per_class_subset(cifar10("train", root=tiny_folder), 1, seed=0)
     assert decoded == []
     subset.transform = T.test_transforms()  # transform can be set on the subset
@@ -269,7 +271,7 @@ def test_loaders_same_seed_same_first_batch_augmentation_included(tiny_folder, w
 
 
 def test_loader_settings(tiny_folder, monkeypatch):
-    monkeypatch.setattr(data, "default_workers", lambda: 0)
+    monkeypatch.setattr(loading, "default_workers", lambda: 0)
     train, test = loaders(tiny_folder, batch_size=16, train_per_class=3, test_per_class=1, device="cpu")
     assert len(train.dataset) == 30 and len(test.dataset) == 10
     assert train.drop_last and len(train) == 1  # 30 images, batches of 16: the partial batch is dropped
@@ -299,7 +301,7 @@ def test_test_loader_rebuilds_the_test_half_of_loaders(tiny_folder):
 
 @pytest.mark.parametrize("cores, workers", [(1, 1), (2, 1), (4, 3), (16, 15), (33, 32), (128, 32)])
 def test_default_workers_leave_one_usable_core_to_the_training_loop(monkeypatch, cores, workers):
-    monkeypatch.setattr(data, "_usable_cores", lambda: cores)
+    monkeypatch.setattr(loading, "_usable_cores", lambda: cores)
     assert data.default_workers() == workers
 
 
@@ -310,7 +312,7 @@ def test_usable_cores_follow_the_affinity_mask(monkeypatch):
         pytest.skip("no affinity masks on this OS")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5})
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    assert data._usable_cores() == 3
+    assert loading._usable_cores() == 3
 
 
 def test_batch_larger_than_train_subset_is_refused(tiny_folder):

@@ -32,6 +32,8 @@ from eva9.train import (
     train_one_epoch,
 )
 from eva9 import train
+from eva9.train import parts as engine_parts
+from eva9.train import runs as engine_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -214,14 +216,13 @@ def test_train_one_epoch_averages_the_loss_over_samples():
     "capability, dtype, scaled", [((7, 5), torch.float16, True), ((9, 0), torch.bfloat16, False)]
 )
 def test_cuda_amp_is_fp16_with_a_scaler_before_ampere_and_bf16_after(monkeypatch, capability, dtype, scaled):
-    from eva9 import train
-
     # A T4 (7.5) can emulate bf16, slowly; it must get fp16 and a GradScaler. An H100 (9.0) gets bf16, unscaled.
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     cuda = torch.device("cuda")
-    assert train._amp_dtype(cuda, amp=True) == dtype
-    assert train._amp_dtype(cuda, amp=False) is None and train._amp_dtype(torch.device("cpu"), amp=True) is None
-    assert (train._grad_scaler(dtype) is not None) == scaled
+    assert engine_parts._amp_dtype(cuda, amp=True) == dtype
+    assert engine_parts._amp_dtype(cuda, amp=False) is None
+    assert engine_parts._amp_dtype(torch.device("cpu"), amp=True) is None
+    assert (engine_parts._grad_scaler(dtype) is not None) == scaled
 
 
 # ---------------------------------------------------------------------------------------------------------- fit
@@ -422,7 +423,7 @@ def test_cuda_fit_trains_channels_last_with_amp_from_pinned_worker_batches(tiny_
 @needs_cuda
 @pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16, None])
 def test_cuda_epoch_learns_under_each_precision(amp_dtype):
-    from eva9.train import _grad_scaler
+    from eva9.train.parts import _grad_scaler
 
     model, (train, test) = tiny_model().cuda(), tiny_loaders()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
@@ -462,7 +463,7 @@ def test_a_finished_run_without_its_checkpoint_is_returned_as_is_not_retrained(t
 
 
 def test_prune_drops_only_the_checkpoint_of_a_finished_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "build_model", lambda name: tiny_model())  # load_run rebuilds the tiny model
+    monkeypatch.setattr(engine_runs, "build_model", lambda name: tiny_model())  # load_run rebuilds the tiny model
     out = tmp_path / "run"
     with pytest.raises(ValueError, match="holds no finished run"):
         prune(out)
@@ -474,7 +475,7 @@ def test_prune_drops_only_the_checkpoint_of_a_finished_run(tmp_path, monkeypatch
 
 
 def test_an_interrupted_extension_leaves_no_final_files_of_the_shorter_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "build_model", lambda name: tiny_model())  # load_run rebuilds the tiny model
+    monkeypatch.setattr(engine_runs, "build_model", lambda name: tiny_model())  # load_run rebuilds the tiny model
     out = tmp_path / "run"
     tiny_fit(out, epochs=1)
     old_weights = (out / "model.pt").read_bytes()
@@ -554,7 +555,7 @@ def test_resumed_and_uninterrupted_real_runs_see_identical_batches_whatever_the_
 def test_one_cycle_keeps_the_configured_momentum():
     model = tiny_model()
     config = tiny_config(schedule="onecycle", lr=0.1, momentum=0.9, epochs=3)
-    parts = train._training_parts(model, config, torch.device("cpu"), steps_per_epoch=4)
+    parts = engine_parts._training_parts(model, config, torch.device("cpu"), steps_per_epoch=4)
     momenta = []
     for _ in range(12):
         parts.optimizer.step()
@@ -565,8 +566,8 @@ def test_one_cycle_keeps_the_configured_momentum():
 
 
 def test_recorded_metrics_are_float32_even_when_training_uses_autocast(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "_amp_dtype", lambda device, amp: torch.bfloat16)  # CPU autocast runs bf16 too
-    monkeypatch.setattr(train, "build_model", lambda name: tiny_model())  # load_run rebuilds the tiny model
+    monkeypatch.setattr(engine_parts, "_amp_dtype", lambda device, amp: torch.bfloat16)  # CPU autocast runs bf16 too
+    monkeypatch.setattr(engine_runs, "build_model", lambda name: tiny_model())  # load_run rebuilds the tiny model
     out = tmp_path / "run"
     history = tiny_fit(out, epochs=1)
     _, test = tiny_loaders()
@@ -582,13 +583,14 @@ def test_recorded_metrics_are_float32_even_when_training_uses_autocast(tmp_path,
 ])
 def test_channels_last_follows_the_config_or_the_measured_default(setting, device_type, expected):
     config = tiny_config(channels_last=setting)
-    assert train._wants_channels_last(config, torch.device(device_type)) == expected
+    assert engine_parts._wants_channels_last(config, torch.device(device_type)) == expected
 
 
 def test_a_channels_last_cpu_epoch_feeds_channels_last_batches_and_learns_the_same():
     def run(channels_last):
         model = tiny_model()
-        parts = train._training_parts(model, tiny_config(channels_last=channels_last), torch.device("cpu"), 4)
+        config = tiny_config(channels_last=channels_last)
+        parts = engine_parts._training_parts(model, config, torch.device("cpu"), 4)
         train_loader, _ = tiny_loaders()
         seen = []
         model.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))

@@ -1,0 +1,38 @@
+"""CIFAR-10: classes, channel statistics, datasets and loaders.
+
+Every copy of CIFAR-10 ends up as the same thing: a :class:`CIFAR10Dataset` holding uint8 HWC RGB images and
+integer labels. Images come from one of two sources:
+
+* a local copy named by ``root=`` or the ``EVA9_DATA_DIR`` environment variable, in either layout
+  (torchvision's ``cifar-10-batches-py/`` folder, or an image-folder tree ``train/<class>/*.png|jpg``,
+  ``test/<class>/*``); image files are decoded on first use and cached, so a small subset decodes only itself;
+* otherwise the official archive, downloaded by torchvision into ``./data`` on first use.
+
+The package in two modules: :mod:`eva9.data.datasets` (finding and reading a copy, the dataset class) and
+:mod:`eva9.data.loading` (subsets, statistics, the sampler, the loaders); every name is importable from here.
+"""
+
+from __future__ import annotations
+
+from ..constants import CLASSES, MEAN, STD
+from .datasets import DOWNLOAD_DIR, ENV_VAR, CIFAR10Dataset, CIFAR10Error, ImageFiles, cifar10, dataset_root
+from .loading import EpochSampler, channel_stats, default_workers, loaders, per_class_subset, test_loader
+
+__all__ = [
+    "CLASSES",
+    "MEAN",
+    "STD",
+    "ENV_VAR",
+    "DOWNLOAD_DIR",
+    "CIFAR10Error",
+    "CIFAR10Dataset",
+    "ImageFiles",
+    "dataset_root",
+    "cifar10",
+    "channel_stats",
+    "per_class_subset",
+    "default_workers",
+    "EpochSampler",
+    "loaders",
+    "test_loader",
+]
