@@ -1,0 +1,181 @@
+"""Charts of numbers: training curves, accuracy per class, the confusion matrix, the reliability diagram."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from eva9.analysis import SHORT_NAMES, ReliabilityTable
+from eva9.results import TARGET_ACCURACY
+
+from .base import PathLike, _axes_grid, _Figure, _finish, _single_axes
+
+__all__ = ["training_curves", "class_accuracy_bars", "confusion_matrix_heatmap", "reliability_diagram"]
+
+
+def _history_epochs(history) -> list[dict]:
+    """The per-epoch dicts of a History, a ``{"epochs": [...]}`` dict, or a history.json path (file or run folder)."""
+    if isinstance(history, (str, os.PathLike)):
+        from eva9.train import History
+
+        history = History.load(history)
+    epochs = history.get("epochs") if isinstance(history, Mapping) else getattr(history, "epochs", None)
+    if not isinstance(epochs, list):
+        raise ValueError('history must be a History, a dict {"epochs": [...]}, or the path of a history.json')
+    if not epochs:
+        raise ValueError("the history has no epochs yet")
+    needed = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc"}
+    missing = needed - set(epochs[0])
+    if missing:
+        raise ValueError(f"history epochs lack {sorted(missing)}")
+    return epochs
+
+
+def _label_smoothing_of(history) -> float | None:
+    """The label smoothing of the run ``history`` comes from, where it says: a recorded run's config, or the
+    config.json next to a history.json."""
+    if isinstance(history, Mapping) and isinstance(history.get("config"), Mapping):
+        return history["config"].get("label_smoothing")
+    if isinstance(history, (str, os.PathLike)):
+        folder = Path(history) if Path(history).is_dir() else Path(history).parent
+        if (folder / "config.json").is_file():
+            import json
+
+            return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("label_smoothing")
+    return None
+
+
+def training_curves(
+    history,
+    *,
+    label_smoothing: float | None = None,
+    target: float | None = TARGET_ACCURACY,
+    axes=None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Train and test loss (left) and accuracy in % (right) per epoch, with the target accuracy as a line.
+
+    The two losses are not the same quantity, and the legend says so: the training loss is the training criterion
+    (label-smoothed when ``label_smoothing`` > 0, which keeps it above the plain cross-entropy) averaged over the
+    epoch while the weights change; the test loss is plain cross-entropy after the epoch. ``label_smoothing``
+    defaults to what the history's source says (a recorded run's config, a run folder's config.json).
+    """
+    if label_smoothing is None:
+        label_smoothing = _label_smoothing_of(history)
+    epochs = _history_epochs(history)
+    x = [e["epoch"] for e in epochs]
+    if axes is not None:
+        fig, (loss_ax, acc_ax) = _axes_grid(2, 2, axes)
+    else:
+        fig = _Figure(figsize=(10, 3.8), layout="constrained")
+        loss_ax, acc_ax = fig.subplots(1, 2)
+    if label_smoothing:
+        train_loss = f"train: cross-entropy label-smoothed {label_smoothing:g}, mean over the epoch"
+    elif label_smoothing is None:
+        train_loss = "train: training criterion, mean over the epoch"
+    else:
+        train_loss = "train: cross-entropy, mean over the epoch"
+    loss_labels = {"train": train_loss, "test": "test: cross-entropy after the epoch"}
+    for split, style in (("train", "-o"), ("test", "-s")):
+        loss_ax.plot(x, [e[f"{split}_loss"] for e in epochs], style, markersize=3, label=loss_labels[split])
+        acc_ax.plot(x, [100 * e[f"{split}_acc"] for e in epochs], style, markersize=3, label=split)
+    if target is not None:
+        acc_ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"target {100 * target:g}%")
+    loss_ax.set(title="Loss", xlabel="epoch", ylabel="loss")
+    acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return _finish(fig, path)
+
+
+def class_accuracy_bars(
+    acc,
+    *,
+    names: Sequence[str] = SHORT_NAMES,
+    ax: Axes | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Accuracy per class in %, one labelled bar per class, with the mean as a dashed line."""
+    acc = np.asarray(acc, dtype=np.float64).reshape(-1)
+    if len(acc) != len(names):
+        raise ValueError(f"got {len(acc)} accuracies for {len(names)} class names")
+    fig, ax = _single_axes(ax, (7, 3.2))
+    percent = 100 * np.nan_to_num(acc, nan=0.0)
+    bars = ax.bar(list(names), percent, color="tab:blue")
+    ax.bar_label(bars, labels=["n/a" if np.isnan(a) else f"{100 * a:.0f}" for a in acc], fontsize=8)
+    if not np.isnan(acc).all():
+        ax.axhline(100 * np.nanmean(acc), color="grey", linestyle="--", linewidth=1, label="mean")
+        ax.legend(loc="lower right")
+    ax.set(title="Accuracy per class", ylabel="accuracy (%)", ylim=(0, 105))
+    return _finish(fig, path)
+
+
+def confusion_matrix_heatmap(
+    cm,
+    *,
+    names: Sequence[str] = SHORT_NAMES,
+    ax: Axes | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """The confusion matrix (rows true, columns predicted) as a heat map with the count in every cell."""
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape != (len(names), len(names)):
+        raise ValueError(f"cm must be {len(names)}×{len(names)} like the class names, got shape {cm.shape}")
+    fig, ax = _single_axes(ax, (6, 5.5))
+    ax.imshow(cm, cmap="Blues")
+    threshold = cm.max() / 2 if cm.size else 0
+    for (t, p), count in np.ndenumerate(cm):
+        ax.text(p, t, f"{count:g}", ha="center", va="center", fontsize=8,
+                color="white" if count > threshold else "black")
+    ticks = range(len(names))
+    ax.set_xticks(ticks, labels=list(names), rotation=45, ha="right")
+    ax.set_yticks(ticks, labels=list(names))
+    ax.set(title="Confusion matrix", xlabel="predicted", ylabel="true")
+    return _finish(fig, path)
+
+
+def reliability_diagram(
+    table: ReliabilityTable,
+    *,
+    axes: Sequence[Axes] | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Accuracy per confidence bin against the diagonal of perfect calibration (ECE in the title), counts below.
+
+    ``table`` comes from :func:`eva9.analysis.reliability_table`. Each non-empty bin has a blue bar up to its
+    accuracy and a hatched red bar spanning the gap to its mean confidence (above the blue bar: overconfident,
+    inside it: underconfident). The lower
+    panel shows how many predictions fall in each bin. ``axes``: two axes to draw into (diagram, counts).
+    """
+    if axes is None:
+        fig = _Figure(figsize=(5, 5.5), layout="constrained")
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    else:
+        axes = list(np.ravel(axes))
+        if len(axes) != 2:
+            raise ValueError(f"a reliability diagram needs two axes (diagram, counts), got {len(axes)}")
+        top, bottom = axes
+        fig = top.figure
+    edges, counts = np.asarray(table.edges), np.asarray(table.counts)
+    filled = counts > 0
+    left, width = edges[:-1][filled], np.diff(edges)[filled]
+    accuracy, confidence = np.asarray(table.accuracy)[filled], np.asarray(table.confidence)[filled]
+    top.bar(left, accuracy, width=width, align="edge", color="tab:blue", edgecolor="black", linewidth=0.5,
+            label="accuracy")
+    top.bar(left, confidence - accuracy, bottom=accuracy, width=width, align="edge", facecolor="none", hatch="//",
+            edgecolor="tab:red", linewidth=0.5, label="gap to mean confidence", zorder=3)
+    top.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect calibration", zorder=4)
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"Reliability diagram (ECE = {100 * table.ece:.2f}%)")
+    top.legend(loc="upper left", fontsize=8)
+    bars = bottom.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="grey", edgecolor="black",
+                      linewidth=0.5)
+    bottom.bar_label(bars, labels=[f"{c}" if c else "" for c in counts], fontsize=7)
+    bottom.set(xlabel="confidence (highest softmax probability)", ylabel="predictions",
+               ylim=(0, 1.25 * max(int(counts.max()), 1)))
+    return _finish(fig, path)
