@@ -32,7 +32,7 @@ book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build .
 	@echo "Book built: open _build/html/index.html"
 
-test: imports unit notebooks pairing book-strict browser-check workflows citation
+test: lint imports unit notebooks pairing book-strict browser-check workflows citation
 
 # The package's layering (import-linter contracts in pyproject.toml): one-way layers, no cycles, the engine below
 # the analysis. First in `make test`: a wrong import fails in seconds.

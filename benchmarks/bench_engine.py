@@ -28,12 +28,39 @@ NAME = "engine"
 # of the pair ratios resists the load of other jobs on a shared machine. ``threads=1``: with two torch threads on
 # a 2-core machine that other jobs also use, the threads wait on each other whenever a job holds a core, and the
 # timings scatter by 2× (measured), far more than the effect sought; None keeps torch's default.
-FULL = {"batch_size": 32, "batches": 1, "repeats": 12, "blocks": [2, 2, 2, 2], "size": 32, "threads": 1,
-        "channels_last_batch_size": 128, "channels_last_repeats": 8, "channels_last_threads": None}
-QUICK = {"batch_size": 16, "batches": 1, "repeats": 6, "blocks": [2, 2, 2, 2], "size": 32, "threads": 1,
-         "channels_last_batch_size": 128, "channels_last_repeats": 4, "channels_last_threads": None}
-TINY = {"batch_size": 4, "batches": 1, "repeats": 1, "blocks": [1, 1, 1, 1], "size": 16, "threads": None,
-        "channels_last_batch_size": 4, "channels_last_repeats": 1, "channels_last_threads": None}
+FULL = {
+    "batch_size": 32,
+    "batches": 1,
+    "repeats": 12,
+    "blocks": [2, 2, 2, 2],
+    "size": 32,
+    "threads": 1,
+    "channels_last_batch_size": 128,
+    "channels_last_repeats": 8,
+    "channels_last_threads": None,
+}
+QUICK = {
+    "batch_size": 16,
+    "batches": 1,
+    "repeats": 6,
+    "blocks": [2, 2, 2, 2],
+    "size": 32,
+    "threads": 1,
+    "channels_last_batch_size": 128,
+    "channels_last_repeats": 4,
+    "channels_last_threads": None,
+}
+TINY = {
+    "batch_size": 4,
+    "batches": 1,
+    "repeats": 1,
+    "blocks": [1, 1, 1, 1],
+    "size": 16,
+    "threads": None,
+    "channels_last_batch_size": 4,
+    "channels_last_repeats": 1,
+    "channels_last_threads": None,
+}
 """Settings: ``blocks`` per stage ([2, 2, 2, 2] is ResNet18) and image ``size`` let a test run a smaller model.
 ``channels_last_threads=None``: torch's default, as ``fit`` runs."""
 
@@ -94,8 +121,15 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS) -> dict:
     return common.record(
         NAME,
         settings,
-        {"seconds": seconds, "cpu_seconds": cpu, "images_per_second": rate, "ratio_eva9_to_bare": ratio,
-         "cpu_ratio_eva9_to_bare": cpu_ratio, "goal": ">= 0.95", "channels_last": layouts},
+        {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "images_per_second": rate,
+            "ratio_eva9_to_bare": ratio,
+            "cpu_ratio_eva9_to_bare": cpu_ratio,
+            "goal": ">= 0.95",
+            "channels_last": layouts,
+        },
         out,
     )
 
@@ -110,8 +144,9 @@ def channels_last_ab(settings: dict) -> dict:
     for layout, memory_format in (("contiguous", torch.contiguous_format), ("channels-last", torch.channels_last)):
         model = ResNet(BasicBlock, settings["blocks"]).to(memory_format=memory_format)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        contestants[layout] = (lambda m=model, o=optimizer:
-                               train_one_epoch(m, batches, o, criterion, device, progress=False))
+        contestants[layout] = lambda m=model, o=optimizer: train_one_epoch(
+            m, batches, o, criterion, device, progress=False
+        )
     threads = torch.get_num_threads()
     if settings["channels_last_threads"]:
         torch.set_num_threads(settings["channels_last_threads"])
@@ -129,8 +164,13 @@ def channels_last_ab(settings: dict) -> dict:
         [[name, common.median(times), rate[name]] for name, times in seconds.items()],
     )
     print(f"channels-last / contiguous throughput: {ratio:.3f}×")
-    return {"batch_size": batch_size, "threads": used_threads, "seconds": seconds, "images_per_second": rate,
-            "ratio_channels_last_to_contiguous": ratio}
+    return {
+        "batch_size": batch_size,
+        "threads": used_threads,
+        "seconds": seconds,
+        "images_per_second": rate,
+        "ratio_channels_last_to_contiguous": ratio,
+    }
 
 
 if __name__ == "__main__":  # same options as run.py, for this benchmark alone

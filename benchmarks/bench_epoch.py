@@ -36,10 +36,20 @@ from eva9.train.parts import _training_parts  # noqa: E402
 from eva9.train.runs import _images_per_epoch  # noqa: E402
 from eva9.utils import pick_device, seed_everything  # noqa: E402
 
-FULL: dict[str, Any] = {"profiles": ["seed", "fast"], "train_per_class": None, "test_per_class": None,
-                        "model_batches": 8}
-TINY: dict[str, Any] = {"profiles": ["smoke"], "train_per_class": 4, "test_per_class": 2, "batch_size": 10,
-                        "workers": 0, "model_batches": 2}
+FULL: dict[str, Any] = {
+    "profiles": ["seed", "fast"],
+    "train_per_class": None,
+    "test_per_class": None,
+    "model_batches": 8,
+}
+TINY: dict[str, Any] = {
+    "profiles": ["smoke"],
+    "train_per_class": 4,
+    "test_per_class": 2,
+    "batch_size": 10,
+    "workers": 0,
+    "model_batches": 2,
+}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -67,13 +77,23 @@ def limiting_part(rates: dict[str, float], margin: float = 0.1) -> str:
 def measure_profile(name: str, settings: dict[str, Any], root: str | None) -> dict[str, Any]:
     """Images/s of the four parts of one epoch of profile ``name``."""
     overrides = {key: settings[key] for key in ("batch_size", "workers") if settings.get(key) is not None}
-    config = profile(name, data_dir=root, train_per_class=settings["train_per_class"],
-                     test_per_class=settings["test_per_class"], **overrides)
+    config = profile(
+        name,
+        data_dir=root,
+        train_per_class=settings["train_per_class"],
+        test_per_class=settings["test_per_class"],
+        **overrides,
+    )
     device = pick_device(config.device)
     seed_everything(config.seed)
     train_loader, test_loader = loaders(
-        config.data_dir, batch_size=config.batch_size, workers=config.workers, train_per_class=config.train_per_class,
-        test_per_class=config.test_per_class, seed=config.seed, device=device,
+        config.data_dir,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        train_per_class=config.train_per_class,
+        test_per_class=config.test_per_class,
+        seed=config.seed,
+        device=device,
     )
     model = build_model(config.model)
     steps, train_images = len(train_loader), _images_per_epoch(train_loader)
@@ -104,12 +124,18 @@ def measure_profile(name: str, settings: dict[str, Any], root: str | None) -> di
     rates["evaluation"] = test_images / eval_seconds
     limit = limiting_part(rates)
     return {
-        "profile": name, "batch_size": config.batch_size, "workers": train_loader.num_workers,
+        "profile": name,
+        "batch_size": config.batch_size,
+        "workers": train_loader.num_workers,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
-        "train_images": train_images, "test_images": test_images, "steps": steps,
-        "seconds": {**seconds, "evaluation": eval_seconds}, "images_per_second": rates,
-        "epoch_seconds": seconds["real loop"] + eval_seconds, "limited_by": limit,
+        "train_images": train_images,
+        "test_images": test_images,
+        "steps": steps,
+        "seconds": {**seconds, "evaluation": eval_seconds},
+        "images_per_second": rates,
+        "epoch_seconds": seconds["real loop"] + eval_seconds,
+        "limited_by": limit,
     }
 
 
@@ -120,8 +146,17 @@ def run(settings: dict[str, Any], out: Path | None = common.RESULTS, root: str |
     common.print_table(
         f"Where an epoch's time goes ({profiles[0]['device']}; images/s)",
         ["profile", "batch", "workers", *parts, "epoch s", "limited by"],
-        [[p["profile"], p["batch_size"], p["workers"], *(p["images_per_second"][k] for k in parts),
-          p["epoch_seconds"], p["limited_by"]] for p in profiles],
+        [
+            [
+                p["profile"],
+                p["batch_size"],
+                p["workers"],
+                *(p["images_per_second"][k] for k in parts),
+                p["epoch_seconds"],
+                p["limited_by"],
+            ]
+            for p in profiles
+        ],
     )
     return common.record("epoch", settings, {"profiles": profiles}, out)
 
@@ -136,8 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder (default: $EVA9_DATA_DIR)")
     parser.add_argument("--out", type=Path, default=common.RESULTS, help="folder for epoch.json (default: %(default)s)")
     args = parser.parse_args(argv)
-    settings = dict(FULL, profiles=args.profile or FULL["profiles"], workers=args.workers,
-                    train_per_class=args.train_per_class, test_per_class=args.test_per_class)
+    settings = dict(
+        FULL,
+        profiles=args.profile or FULL["profiles"],
+        workers=args.workers,
+        train_per_class=args.train_per_class,
+        test_per_class=args.test_per_class,
+    )
     run(settings, args.out, args.data_dir)
 
 

@@ -77,7 +77,11 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS) -> dict:
     return common.record(
         NAME,
         {**settings, "layers": LAYERS},
-        {"seconds": seconds, "time_ratio_eva9_to_reference": ratios, "goal": {"4 layers": "<= 0.5", "1 layer": "<= 1.0"}},
+        {
+            "seconds": seconds,
+            "time_ratio_eva9_to_reference": ratios,
+            "goal": {"4 layers": "<= 0.5", "1 layer": "<= 1.0"},
+        },
         out,
     )
 

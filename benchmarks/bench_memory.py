@@ -3,7 +3,8 @@
 The child runs ``eva9.train.fit`` on the ``smoke`` profile (the same work as ``python -m eva9 train --profile
 smoke``) and reports its own peak RSS, the kernel's ``VmHWM`` from ``/proc/self/status``. (``getrusage`` /
 ``os.wait4`` are no good here: on Linux a child's ``ru_maxrss`` starts at the RSS of the parent it was forked
-from, so a child of a big process, such as pytest with torch loaded, looks as big as its parent.) A second child that only imports torch and eva9 and builds
+from, so a child of a big process, such as pytest with torch loaded, looks as big as its parent.) A second child that
+only imports torch and eva9 and builds
 ResNet18 gives the baseline, so the difference is what training itself costs. Needs ``EVA9_DATA_DIR`` (or
 ``--data-dir``); DataLoader workers are separate processes and are not counted in the child's own peak.
 """
@@ -33,15 +34,20 @@ def _report_peak():
     print(f"PEAK_RSS_KIB {kib}")
 """
 
-BASELINE = REPORT_PEAK + """
+BASELINE = (
+    REPORT_PEAK
+    + """
 import torch
 import eva9.train
 from eva9.models import resnet18
 resnet18()
 _report_peak()
 """
+)
 
-TRAIN = REPORT_PEAK + """
+TRAIN = (
+    REPORT_PEAK
+    + """
 import json, sys
 from eva9.models import resnet18
 from eva9.train import fit, profile
@@ -50,6 +56,7 @@ history = fit(resnet18(), config, out=sys.argv[2], quiet=True)
 print(f"final test accuracy {history.epochs[-1]['test_acc']:.3f}")
 _report_peak()
 """
+)
 
 
 def peak_rss(code: str, *args: str, env: dict | None = None) -> tuple[float, float, str]:
@@ -78,16 +85,27 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
     common.print_table(
         "Peak RSS of a child process (MiB)",
         ["child", "peak RSS MiB", "wall s"],
-        [["import torch + eva9, build ResNet18", baseline_mib, baseline_s],
-         [f"fit(smoke{', ' if settings['overrides'] else ''}"
-          f"{', '.join(f'{k}={v}' for k, v in settings['overrides'].items())})", train_mib, train_s]],
+        [
+            ["import torch + eva9, build ResNet18", baseline_mib, baseline_s],
+            [
+                f"fit(smoke{', ' if settings['overrides'] else ''}"
+                f"{', '.join(f'{k}={v}' for k, v in settings['overrides'].items())})",
+                train_mib,
+                train_s,
+            ],
+        ],
     )
     print(f"training adds {train_mib - baseline_mib:.0f} MiB; child said: {last_line}")
     return common.record(
         NAME,
         {**settings, "data_dir": str(root)},
-        {"baseline_peak_rss_mib": baseline_mib, "smoke_peak_rss_mib": train_mib,
-         "training_adds_mib": train_mib - baseline_mib, "smoke_wall_seconds": train_s, "child_output": last_line},
+        {
+            "baseline_peak_rss_mib": baseline_mib,
+            "smoke_peak_rss_mib": train_mib,
+            "training_adds_mib": train_mib - baseline_mib,
+            "smoke_wall_seconds": train_s,
+            "child_output": last_line,
+        },
         out,
     )
 

@@ -41,17 +41,19 @@ TINY = {"per_class": 2, "repeats": 1, "batch_size": 4, "workers": [0, 1]}
 
 def torchvision_train_transforms() -> v2.Compose:
     """The v2 twin of eva9's train pipeline: reflect-pad 4, crop 32, flip, normalize, erase a mean-filled 16×16."""
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Pad(4, padding_mode="reflect"),
-        v2.RandomCrop(32),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(MEAN, STD),
-        # After normalisation the dataset mean is 0, so value=0 fills the hole with the mean colour; scale and
-        # ratio pin the hole to exactly 16×16 (256 of 1024 pixels, square).
-        v2.RandomErasing(p=0.5, scale=(0.25, 0.25), ratio=(1.0, 1.0), value=0.0),
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Pad(4, padding_mode="reflect"),
+            v2.RandomCrop(32),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(MEAN, STD),
+            # After normalisation the dataset mean is 0, so value=0 fills the hole with the mean colour; scale and
+            # ratio pin the hole to exactly 16×16 (256 of 1024 pixels, square).
+            v2.RandomErasing(p=0.5, scale=(0.25, 0.25), ratio=(1.0, 1.0), value=0.0),
+        ]
+    )
 
 
 def decoded_images(per_class: int, root: str | None) -> tuple[list[np.ndarray], list[int], str]:
@@ -115,14 +117,22 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
         ["pipeline", "images/s per worker", f"workers for {GPU_IMAGES_PER_SECOND:,} img/s"],
         [[name, per_worker[name], workers_for_gpu[name]] for name in per_worker],
     )
-    print("ratio albumentations / v2 throughput: "
-          f"{per_worker['albumentations (eva9)'] / per_worker['torchvision.transforms.v2']:.2f}×")
+    print(
+        "ratio albumentations / v2 throughput: "
+        f"{per_worker['albumentations (eva9)'] / per_worker['torchvision.transforms.v2']:.2f}×"
+    )
 
     dataset = CIFAR10Dataset(np.stack(images), labels, albumentations_pipeline)
     loader_rate = {}
     for workers in settings["workers"]:
-        loader = DataLoader(dataset, batch_size=settings["batch_size"], sampler=EpochSampler(n, seed=0),
-                            drop_last=False, num_workers=workers, persistent_workers=workers > 0)
+        loader = DataLoader(
+            dataset,
+            batch_size=settings["batch_size"],
+            sampler=EpochSampler(n, seed=0),
+            drop_last=False,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
         loader_seconds(loader)  # warm-up: starts the workers
         times = [loader_seconds(loader) for _ in range(settings["repeats"])]
         loader_rate[str(workers)] = n / common.median(times)
@@ -132,9 +142,11 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
         ["workers", "images/s"],
         [[workers, rate] for workers, rate in loader_rate.items()],
     )
-    print(f"Projection from this CPU: a GPU consuming {GPU_IMAGES_PER_SECOND:,} images/s needs about "
-          f"{workers_for_gpu['albumentations (eva9)']} workers at this CPU's per-worker rate "
-          "(and as many free cores).")
+    print(
+        f"Projection from this CPU: a GPU consuming {GPU_IMAGES_PER_SECOND:,} images/s needs about "
+        f"{workers_for_gpu['albumentations (eva9)']} workers at this CPU's per-worker rate "
+        "(and as many free cores)."
+    )
     return common.record(
         NAME,
         {**settings, "images": n, "source": source},

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from eva9.results import provenance
 
@@ -51,12 +52,19 @@ def median(values: Sequence[float]) -> float:
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print an aligned text table under a title."""
-    cells = [list(columns)] + [[f"{v:,.3g}" if isinstance(v, float) and abs(v) < 100 else
-                                 (f"{v:,.0f}" if isinstance(v, float) else str(v)) for v in row] for row in rows]
+    cells = [list(columns)] + [
+        [
+            f"{v:,.3g}" if isinstance(v, float) and abs(v) < 100 else (f"{v:,.0f}" if isinstance(v, float) else str(v))
+            for v in row
+        ]
+        for row in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     print(f"\n{title}")
     for i, row in enumerate(cells):
-        print("  ".join(cell.rjust(width) if j else cell.ljust(width) for j, (cell, width) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(cell.rjust(width) if j else cell.ljust(width) for j, (cell, width) in enumerate(zip(row, widths)))
+        )
         if i == 0:
             print("  ".join("-" * width for width in widths))
 

@@ -9,7 +9,8 @@ evaluation images/s), the epoch and the training seconds at which test accuracy 
 and train accuracy, per-class accuracy, the confusion matrix, the device name, package versions, the commit, the
 date and the wall time: ``wall_seconds`` is the sum of the per-epoch seconds in the history, over the run's
 whole life however often it was resumed (``invocation_seconds`` is the last invocation's own wall time, start-up
-and data loading included, about 0 s when it only found a finished run). The final weights are published as float16 in ``<out>/weights/resnet18-<profile>-<h>.pt``
+and data loading included, about 0 s when it only found a finished run). The final weights are published as float16 in
+``<out>/weights/resnet18-<profile>-<h>.pt``
 (``<h>``: the first 8 hex digits of the file's SHA-256), and the record says how that file scores when loaded into
 a fresh float32 ResNet18 on the run's device, with and without flip test-time augmentation. The run folder of each
 profile (checkpoint, weights, metrics.json) is kept under ``--runs-dir`` so that ``--resume`` can finish a run
@@ -80,8 +81,14 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
     model = build_model(config.model)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     model.to(device)
-    loader = test_loader(config.data_dir, batch_size=config.batch_size, workers=config.workers,
-                         per_class=config.test_per_class, seed=config.seed, device=device)
+    loader = test_loader(
+        config.data_dir,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        per_class=config.test_per_class,
+        seed=config.seed,
+        device=device,
+    )
     _, accuracy = evaluate(model, loader)
     _, accuracy_tta = evaluate(model, loader, tta=True)
     return {
@@ -164,8 +171,12 @@ def record_profile(
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     record = build_record(config.to_dict(), history, metrics, invocation_seconds, resumed)
     out = Path(out)
-    weights = save_weights(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True), run_name,
-                           out / "weights", model=config.model)
+    weights = save_weights(
+        torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True),
+        run_name,
+        out / "weights",
+        model=config.model,
+    )
     record["weights"] = check_published_weights(weights, config, record["final_test_acc"])
     out.mkdir(parents=True, exist_ok=True)
     record["run"] = run_name
@@ -177,23 +188,55 @@ def record_profile(
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", action="append", choices=("seed", "fast", "smoke"),
-                        help="profile to run (repeatable; default: seed and fast)")
+    parser.add_argument(
+        "--profile",
+        action="append",
+        choices=("seed", "fast", "smoke"),
+        help="profile to run (repeatable; default: seed and fast)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="data-loader worker processes (default: eva9.data.default_workers(), usable cores - 1)")
-    parser.add_argument("--train-per-class", type=int, default=None,
-                        help="train on a stratified subset of N images per class (a dry run; default: all 5,000)")
-    parser.add_argument("--test-per-class", type=int, default=None,
-                        help="test on a stratified subset of N images per class (a dry run; default: all 1,000)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="changes",
-                        help="change a TrainConfig field of the profile, VALUE in JSON (repeatable; needs --name)")
-    parser.add_argument("--name", default=None, help="the run's name for its record, weights and run folder "
-                                                      "(default: the profile's; needs exactly one --profile)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data-loader worker processes (default: eva9.data.default_workers(), usable cores - 1)",
+    )
+    parser.add_argument(
+        "--train-per-class",
+        type=int,
+        default=None,
+        help="train on a stratified subset of N images per class (a dry run; default: all 5,000)",
+    )
+    parser.add_argument(
+        "--test-per-class",
+        type=int,
+        default=None,
+        help="test on a stratified subset of N images per class (a dry run; default: all 1,000)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        dest="changes",
+        help="change a TrainConfig field of the profile, VALUE in JSON (repeatable; needs --name)",
+    )
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="the run's name for its record, weights and run folder "
+        "(default: the profile's; needs exactly one --profile)",
+    )
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder (default: $EVA9_DATA_DIR)")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="folder for <profile>.json (default: %(default)s)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
-                        help="parent of the run folders full-<profile> (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("results"), help="folder for <profile>.json (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="parent of the run folders full-<profile> (default: %(default)s)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs in --runs-dir")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     args = parser.parse_args(argv)
@@ -213,24 +256,45 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--set {change}: write FIELD=VALUE")
     for name in profiles:
         try:
-            subsets = {key: value for key, value in (("train_per_class", args.train_per_class),
-                                                     ("test_per_class", args.test_per_class)) if value is not None}
-            record = record_profile(name, args.out, args.runs_dir, args.epochs, args.data_dir, args.resume, args.quiet,
-                                    args.workers, args.name, **subsets, **changes)
+            subsets = {
+                key: value
+                for key, value in (("train_per_class", args.train_per_class), ("test_per_class", args.test_per_class))
+                if value is not None
+            }
+            record = record_profile(
+                name,
+                args.out,
+                args.runs_dir,
+                args.epochs,
+                args.data_dir,
+                args.resume,
+                args.quiet,
+                args.workers,
+                args.name,
+                **subsets,
+                **changes,
+            )
         except (ValueError, FileNotFoundError) as error:
             print(f"full_runs.py: {name}: {error}", file=sys.stderr)
             return 1
         name = record["run"]
-        reached = (f"87% at epoch {record['epochs_to_target']} ({record['seconds_to_target']:.0f} s of training)"
-                   if record["epochs_to_target"] else "87% not reached")
-        print(f"{name}: final test accuracy {record['final_test_acc']:.2%} after {len(record['history']['epochs'])} "
-              f"epochs on {record['device']}; {reached}; wall {record['wall_seconds']:.0f} s -> "
-              f"{args.out / (name + '.json')}")
+        reached = (
+            f"87% at epoch {record['epochs_to_target']} ({record['seconds_to_target']:.0f} s of training)"
+            if record["epochs_to_target"]
+            else "87% not reached"
+        )
+        print(
+            f"{name}: final test accuracy {record['final_test_acc']:.2%} after {len(record['history']['epochs'])} "
+            f"epochs on {record['device']}; {reached}; wall {record['wall_seconds']:.0f} s -> "
+            f"{args.out / (name + '.json')}"
+        )
         weights = record["weights"]
-        print(f"{name}: weights {args.out / 'weights' / weights['file']} (sha256 {weights['sha256']}); as float32 on "
-              f"{weights['scored_on']}: {weights['test_acc_float32']:.2%} (record {record['final_test_acc']:.2%}: "
-              f"{'within' if weights['matches_record'] else 'NOT within'} {100 * weights['tolerance']:.1f} "
-              f"percentage point), {weights['test_acc_float32_flip_tta']:.2%} with flip TTA")
+        print(
+            f"{name}: weights {args.out / 'weights' / weights['file']} (sha256 {weights['sha256']}); as float32 on "
+            f"{weights['scored_on']}: {weights['test_acc_float32']:.2%} (record {record['final_test_acc']:.2%}: "
+            f"{'within' if weights['matches_record'] else 'NOT within'} {100 * weights['tolerance']:.1f} "
+            f"percentage point), {weights['test_acc_float32_flip_tta']:.2%} with flip TTA"
+        )
     return 0
 
 

@@ -31,8 +31,18 @@ from eva9.train import History, TrainConfig  # noqa: E402
 from eva9.weights import write_index  # noqa: E402
 
 
-def publish(run_dir: Path, name: str, out: Path, date: str, machine: str, commit: str | None,
-            weights: Path | None, workers: int | None, note: str | None, data_dir: str | None) -> dict:
+def publish(
+    run_dir: Path,
+    name: str,
+    out: Path,
+    date: str,
+    machine: str,
+    commit: str | None,
+    weights: Path | None,
+    workers: int | None,
+    note: str | None,
+    data_dir: str | None,
+) -> dict:
     """Write ``out/<name>.json`` and ``out/weights/...`` for the run in ``run_dir``; return the record."""
     record_path = out / f"{name}.json"
     if record_path.exists():
@@ -51,10 +61,12 @@ def publish(run_dir: Path, name: str, out: Path, date: str, machine: str, commit
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(weights, target)
     else:
-        target = save_weights(torch.load(weights, map_location="cpu", weights_only=True), name, out / "weights",
-                              model=config["model"])
-    scoring = TrainConfig.from_dict({**config, "device": "auto", "workers": None,
-                                     "data_dir": data_dir or config.get("data_dir")})
+        target = save_weights(
+            torch.load(weights, map_location="cpu", weights_only=True), name, out / "weights", model=config["model"]
+        )
+    scoring = TrainConfig.from_dict(
+        {**config, "device": "auto", "workers": None, "data_dir": data_dir or config.get("data_dir")}
+    )
     record["weights"] = check_published_weights(target, scoring, record["final_test_acc"])
     record["run"] = name
     record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -77,15 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        record = publish(args.run_dir, args.name, args.out, args.date, args.machine, args.commit, args.weights,
-                         args.workers, args.note, args.data_dir)
+        record = publish(
+            args.run_dir,
+            args.name,
+            args.out,
+            args.date,
+            args.machine,
+            args.commit,
+            args.weights,
+            args.workers,
+            args.note,
+            args.data_dir,
+        )
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"publish_run.py: {error}", file=sys.stderr)
         return 1
     weights = record["weights"]
-    print(f"{args.name}: {record['final_test_acc']:.2%} recorded; {weights['file']} (sha256 {weights['sha256']}) "
-          f"scores {weights['test_acc_float32']:.2%} as float32 on {weights['scored_on']} "
-          f"({weights['test_acc_float32_flip_tta']:.2%} with flip TTA) -> {args.out / (args.name + '.json')}")
+    print(
+        f"{args.name}: {record['final_test_acc']:.2%} recorded; {weights['file']} (sha256 {weights['sha256']}) "
+        f"scores {weights['test_acc_float32']:.2%} as float32 on {weights['scored_on']} "
+        f"({weights['test_acc_float32_flip_tta']:.2%} with flip TTA) -> {args.out / (args.name + '.json')}"
+    )
     return 0
 
 

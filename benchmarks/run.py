@@ -1,6 +1,6 @@
 """Run every benchmark (or one) and write their JSON under ``benchmarks/results/``.
 
-    python benchmarks/run.py [--quick] [--only {engine,gradcam,pipeline,memory}] [--data-dir D] [--out DIR]
+python benchmarks/run.py [--quick] [--only {engine,gradcam,pipeline,memory}] [--data-dir D] [--out DIR]
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BENCHMARKS = {"engine": "bench_engine", "gradcam": "bench_gradcam", "pipeline": "bench_pipeline", "memory": "bench_memory"}
+BENCHMARKS = {
+    "engine": "bench_engine",
+    "gradcam": "bench_gradcam",
+    "pipeline": "bench_pipeline",
+    "memory": "bench_memory",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,8 @@ matches its accuracy (calibration)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -34,10 +35,10 @@ def format_class_accuracy(acc, names: Sequence[str] = SHORT_NAMES) -> str:
     lines = []
     for name, value in zip(names, acc):
         if np.isnan(value):
-            lines.append("Accuracy of %5s : n/a (no samples)" % name)
+            lines.append(f"Accuracy of {name:>5} : n/a (no samples)")
         else:
             # The seed prints int(100 * correct / total); 1e-9 keeps e.g. 0.29 (100 * 0.29 = 28.999...) at 29.
-            lines.append("Accuracy of %5s : %2d %%" % (name, int(100 * value + 1e-9)))
+            lines.append(f"Accuracy of {name:>5} : {int(100 * value + 1e-9):2d} %")
     return "\n".join(lines)
 
 

@@ -167,28 +167,42 @@ def trained_network(quiet: bool = False) -> Network:
         config = training_config()
         run = trained_run(config)
         if not quiet:
-            print(textwrap.fill(f"Using the network trained here: {run_dir(config)} ({config.profile} profile, "
-                                f"{len(run.history)} epoch(s)), {run.history.epochs[-1]['test_acc']:.1%} test "
-                                f"accuracy on {_test_images(config)}.", 88))
+            print(
+                textwrap.fill(
+                    f"Using the network trained here: {run_dir(config)} ({config.profile} profile, "
+                    f"{len(run.history)} epoch(s)), {run.history.epochs[-1]['test_acc']:.1%} test "
+                    f"accuracy on {_test_images(config)}.",
+                    88,
+                )
+            )
         return Network(run.model, config, run.history, False, str(run_dir(config)))
     setup()
     record = recorded_run(entry.name)
     device = pick_device()
     config = train.TrainConfig.from_dict(record["config"]).replace(
-        device=str(device), workers=None, data_dir=None,
-        test_per_class=None if device.type != "cpu" else CPU_TEST_PER_CLASS)
+        device=str(device),
+        workers=None,
+        data_dir=None,
+        test_per_class=None if device.type != "cpu" else CPU_TEST_PER_CLASS,
+    )
     model = models.resnet18(weights=entry).eval().to(device)
     if not quiet:
-        print(textwrap.fill(f"Using the published weights {entry.describe()}, evaluated here on "
-                            f"{_test_images(config)}. Set EVA9_PROFILE to use a run trained here.", 88))
+        print(
+            textwrap.fill(
+                f"Using the published weights {entry.describe()}, evaluated here on "
+                f"{_test_images(config)}. Set EVA9_PROFILE to use a run trained here.",
+                88,
+            )
+        )
     return Network(model, config, train.History.from_dict(record["history"]), True, entry.name)
 
 
 def test_loader(config: train.TrainConfig) -> DataLoader:
     """The test images ``fit`` evaluated ``config`` on (its per-class subset, if any), in order, test-transformed."""
     setup()
-    return data.test_loader(config.data_dir, batch_size=config.batch_size, workers=0,
-                            per_class=config.test_per_class, seed=config.seed)
+    return data.test_loader(
+        config.data_dir, batch_size=config.batch_size, workers=0, per_class=config.test_per_class, seed=config.seed
+    )
 
 
 def class_samples(dataset, per_class: int, seed: int = 0) -> tuple[torch.Tensor, list[int]]:

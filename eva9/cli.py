@@ -10,8 +10,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -53,14 +54,20 @@ _non_negative_int = _int_at_least(0)
 
 def _add_data_options(parser: argparse.ArgumentParser, data_default: str = "$EVA9_DATA_DIR") -> None:
     parser.add_argument(
-        "--data-dir", metavar="D",
+        "--data-dir",
+        metavar="D",
         help="CIFAR-10 folder (image-folder train/ and test/, or cifar-10-batches-py/); "
-             f"default: {data_default}, else download into ./data",
+        f"default: {data_default}, else download into ./data",
     )
-    parser.add_argument("--device", help='"auto" (CUDA, then MPS, then CPU; the default), "cpu", "cuda", "cuda:1", "mps"')
-    parser.add_argument("--workers", type=_non_negative_int, metavar="N",
-                        help="data-loader worker processes (default: usable CPU cores minus one, at most 32; "
-                             "0 = load in this process)")
+    parser.add_argument(
+        "--device", help='"auto" (CUDA, then MPS, then CPU; the default), "cpu", "cuda", "cuda:1", "mps"'
+    )
+    parser.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        metavar="N",
+        help="data-loader worker processes (default: usable CPU cores minus one, at most 32; 0 = load in this process)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------------- train
@@ -70,45 +77,69 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     from .train import PROFILES
 
     parser.add_argument(
-        "--profile", choices=list(PROFILES),
+        "--profile",
+        choices=list(PROFILES),
         help="recipe: seed = the course's reference (50 epochs, batch 128, SGD lr 0.01, constant lr); "
-             "fast = one-cycle, Nesterov, weight decay, label smoothing, batch 512, 30 epochs; "
-             "smoke = 1 epoch on 500 train / 250 test images (about a minute on a CPU). "
-             "Default: $EVA9_PROFILE, else seed; with --resume, the run folder's own config",
+        "fast = one-cycle, Nesterov, weight decay, label smoothing, batch 512, 30 epochs; "
+        "smoke = 1 epoch on 500 train / 250 test images (about a minute on a CPU). "
+        "Default: $EVA9_PROFILE, else seed; with --resume, the run folder's own config",
     )
-    parser.add_argument("--epochs", type=_positive_int, metavar="N",
-                        help="number of epochs (overrides the profile and $EVA9_EPOCHS)")
+    parser.add_argument(
+        "--epochs", type=_positive_int, metavar="N", help="number of epochs (overrides the profile and $EVA9_EPOCHS)"
+    )
     parser.add_argument("--batch-size", type=_positive_int, metavar="N", help="batch size (overrides the profile)")
-    parser.add_argument("--lr", type=float, metavar="LR",
-                        help="learning rate: constant, or the one-cycle peak (overrides the profile)")
+    parser.add_argument(
+        "--lr", type=float, metavar="LR", help="learning rate: constant, or the one-cycle peak (overrides the profile)"
+    )
     parser.add_argument("--seed", type=_non_negative_int, metavar="N", help="random seed (default 0)")
-    parser.add_argument("--train-per-class", type=_per_class, metavar="N",
-                        help="train on a stratified subset of N images per class, or 'all' (overrides the profile)")
-    parser.add_argument("--test-per-class", type=_per_class, metavar="N",
-                        help="evaluate on a stratified subset of N test images per class, or 'all'")
+    parser.add_argument(
+        "--train-per-class",
+        type=_per_class,
+        metavar="N",
+        help="train on a stratified subset of N images per class, or 'all' (overrides the profile)",
+    )
+    parser.add_argument(
+        "--test-per-class",
+        type=_per_class,
+        metavar="N",
+        help="evaluate on a stratified subset of N test images per class, or 'all'",
+    )
     _add_data_options(parser)
     parser.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too (no mixed precision)")
     parser.add_argument(
-        "--out", metavar="DIR",
+        "--out",
+        metavar="DIR",
         help="run folder for config.json, history.json, checkpoint.pt, model.pt, metrics.json "
-             "(default: runs/PROFILE-YYYYmmdd-HHMMSS)",
+        "(default: runs/PROFILE-YYYYmmdd-HHMMSS)",
     )
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last completed epoch, or start it if --out holds none yet "
-                             "(a finished run is left as is; without --profile the run's own config is used)")
-    parser.add_argument("--keep-weights-only", action="store_true",
-                        help="once the run is finished, delete its checkpoint.pt (about twice the size of model.pt); "
-                             "the run still loads and evaluates but can no longer be extended to more epochs")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no progress bars or per-epoch lines; print only the final test accuracy")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last completed epoch, or start it if --out holds none yet "
+        "(a finished run is left as is; without --profile the run's own config is used)",
+    )
+    parser.add_argument(
+        "--keep-weights-only",
+        action="store_true",
+        help="once the run is finished, delete its checkpoint.pt (about twice the size of model.pt); "
+        "the run still loads and evaluates but can no longer be extended to more epochs",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bars or per-epoch lines; print only the final test accuracy"
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, fit, profile, prune
 
     overrides = {
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-        "device": args.device, "workers": args.workers, "data_dir": args.data_dir,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "device": args.device,
+        "workers": args.workers,
+        "data_dir": args.data_dir,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for name in ("train_per_class", "test_per_class"):
@@ -130,12 +161,17 @@ def _train(args: argparse.Namespace) -> int:
         config = profile(args.profile, **overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{config.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.quiet:
-        print(f"eva9 train: profile {config.profile}, {config.epochs} epoch(s), batch {config.batch_size}, "
-              f"run folder {out}", flush=True)
+        print(
+            f"eva9 train: profile {config.profile}, {config.epochs} epoch(s), batch {config.batch_size}, "
+            f"run folder {out}",
+            flush=True,
+        )
     history = fit(None, config, out=out, resume=args.resume, progress=None, quiet=args.quiet)
     last = history.epochs[-1]
-    print(f"final test accuracy: {100 * last['test_acc']:.2f} % (test loss {last['test_loss']:.4f}, "
-          f"{len(history)} epochs); run folder {out}")
+    print(
+        f"final test accuracy: {100 * last['test_acc']:.2f} % (test loss {last['test_loss']:.4f}, "
+        f"{len(history)} epochs); run folder {out}"
+    )
     if args.keep_weights_only:
         freed = prune(out)
         print(f"dropped {out / 'checkpoint.pt'} ({freed / 2**20:.1f} MiB); model.pt and metrics.json are kept")
@@ -147,10 +183,15 @@ def _train(args: argparse.Namespace) -> int:
 
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="DIR", help="run folder written by `eva9 train --out DIR`")
-    parser.add_argument("--test-per-class", type=_per_class, metavar="N",
-                        help="test images per class, or 'all' (default: the run's own test subset)")
-    parser.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
-                        help="evaluation batch size (default 256)")
+    parser.add_argument(
+        "--test-per-class",
+        type=_per_class,
+        metavar="N",
+        help="test images per class, or 'all' (default: the run's own test subset)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=256, metavar="N", help="evaluation batch size (default 256)"
+    )
     _add_data_options(parser, data_default="the run's own data folder, else $EVA9_DATA_DIR")
 
 
@@ -168,8 +209,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.test_per_class is not None:
         per_class = None if args.test_per_class == ALL else args.test_per_class
     device = pick_device(args.device)  # where this machine computes best, not where the run trained
-    loader = test_loader(args.data_dir if args.data_dir is not None else config.data_dir, batch_size=args.batch_size,
-                         workers=args.workers, per_class=per_class, seed=config.seed, device=device)
+    loader = test_loader(
+        args.data_dir if args.data_dir is not None else config.data_dir,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        per_class=per_class,
+        seed=config.seed,
+        device=device,
+    )
     model = run.model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -182,16 +229,22 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ predict, gradcam
 
-_PHOTO_NOTE = ("each photo is centre-cropped to a square and shrunk to 32×32 pixels, the only size the network "
-               "has ever seen, so small or off-centre objects may be lost")
+_PHOTO_NOTE = (
+    "each photo is centre-cropped to a square and shrunk to 32×32 pixels, the only size the network "
+    "has ever seen, so small or off-centre objects may be lost"
+)
 
 
 def _add_photo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE",
-                        help=f"photos in any format Pillow reads (JPEG, PNG, ...); {_PHOTO_NOTE}")
-    parser.add_argument("--weights", metavar="W",
-                        help="published weights by name (seed, fast, ...: see eva9.weights.published()), a .pt "
-                             "state_dict, or a run folder; default: seed if published, else the most accurate")
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE", help=f"photos in any format Pillow reads (JPEG, PNG, ...); {_PHOTO_NOTE}"
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="W",
+        help="published weights by name (seed, fast, ...: see eva9.weights.published()), a .pt "
+        "state_dict, or a run folder; default: seed if published, else the most accurate",
+    )
 
 
 def _network(weights_arg: str | None):
@@ -202,16 +255,19 @@ def _network(weights_arg: str | None):
     if weights_arg is None:
         weights_arg = preferred()
         if weights_arg is None:
-            raise WeightsError("no published weights here; pass --weights with a .pt file or a run folder "
-                               "(`eva9 train --out DIR` writes one)")
+            raise WeightsError(
+                "no published weights here; pass --weights with a .pt file or a run folder "
+                "(`eva9 train --out DIR` writes one)"
+            )
     described = weights_arg.describe() if hasattr(weights_arg, "describe") else repr(str(weights_arg))
     return resnet18(weights=weights_arg, progress=False).eval(), described
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
     _add_photo_arguments(parser)
-    parser.add_argument("--top", type=_int_at_least(1), default=3, metavar="K",
-                        help="how many classes to list per image (default 3)")
+    parser.add_argument(
+        "--top", type=_int_at_least(1), default=3, metavar="K", help="how many classes to list per image (default 3)"
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -234,10 +290,19 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _add_gradcam(parser: argparse.ArgumentParser) -> None:
     _add_photo_arguments(parser)
-    parser.add_argument("--layers", nargs="+", default=["layer1", "layer2", "layer3", "layer4"], metavar="LAYER",
-                        help="layers to explain (default: layer1 layer2 layer3 layer4)")
-    parser.add_argument("--out", default="gradcam.png", metavar="FILE",
-                        help="the figure to write: one row per image, its GradCAM at each layer (default gradcam.png)")
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        default=["layer1", "layer2", "layer3", "layer4"],
+        metavar="LAYER",
+        help="layers to explain (default: layer1 layer2 layer3 layer4)",
+    )
+    parser.add_argument(
+        "--out",
+        default="gradcam.png",
+        metavar="FILE",
+        help="the figure to write: one row per image, its GradCAM at each layer (default gradcam.png)",
+    )
 
 
 def _gradcam(args: argparse.Namespace) -> int:
@@ -254,8 +319,10 @@ def _gradcam(args: argparse.Namespace) -> int:
     with GradCAM(model, args.layers) as cam:
         maps = cam(images)
     probabilities = maps.logits.softmax(dim=1)
-    titles = [f"{Path(path).name[:18]}\n{SHORT_NAMES[int(i)]} {100 * float(probabilities[row, i]):.0f} %"
-              for row, (path, i) in enumerate(zip(args.images, maps.predictions))]
+    titles = [
+        f"{Path(path).name[:18]}\n{SHORT_NAMES[int(i)]} {100 * float(probabilities[row, i]):.0f} %"
+        for row, (path, i) in enumerate(zip(args.images, maps.predictions))
+    ]
     gradcam_grid(images, maps, None, titles=titles, path=out)
     print(f"weights {described}\n({_PHOTO_NOTE})")
     print(f"wrote {out}: GradCAM of the predicted class at {', '.join(maps)} for {len(args.images)} image(s)")
@@ -267,8 +334,11 @@ def _gradcam(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train ResNet18 on CIFAR-10 with a named profile and write a run folder", _add_train, _train),
     "evaluate": ("print a trained run's test accuracy, overall and per class", _add_evaluate, _evaluate),
-    "predict": ("classify photos of your own with trained weights: the top classes and their probabilities",
-                _add_predict, _predict),
+    "predict": (
+        "classify photos of your own with trained weights: the top classes and their probabilities",
+        _add_predict,
+        _predict,
+    ),
     "gradcam": ("explain photos of your own: a figure of GradCAM maps at the chosen layers", _add_gradcam, _gradcam),
 }
 """Subcommands: name → (help, add its arguments, run it and return the exit code)."""
@@ -279,10 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eva9",
         description="ResNet18 on CIFAR-10: train with a named profile, evaluate a run folder, classify and "
-                    "explain photos of your own.",
+        "explain photos of your own.",
         epilog="Examples: eva9 train --profile smoke --data-dir ../shared/cifar10 --out runs/smoke && "
-               "eva9 evaluate --run runs/smoke; eva9 predict cat.jpg; "
-               "eva9 gradcam cat.jpg --weights seed --layers layer3 layer4 --out cam.png",
+        "eva9 evaluate --run runs/smoke; eva9 predict cat.jpg; "
+        "eva9 gradcam cat.jpg --weights seed --layers layer3 layer4 --out cam.png",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, add_arguments, run) in COMMANDS.items():

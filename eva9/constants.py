@@ -9,7 +9,16 @@ from __future__ import annotations
 __all__ = ["CLASSES", "SHORT_NAMES", "MEAN", "STD"]
 
 CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 """The ten classes in CIFAR-10 label order."""
 

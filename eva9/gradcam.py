@@ -115,8 +115,10 @@ class RandomizationCheck(NamedTuple):
 
     def mean(self) -> dict[str, float]:
         """Layer → mean correlation over the images whose maps are not constant (NaN if none is)."""
-        return {layer: float(np.nanmean(values.numpy())) if not values.isnan().all() else float("nan")
-                for layer, values in self.correlations.items()}
+        return {
+            layer: float(np.nanmean(values.numpy())) if not values.isnan().all() else float("nan")
+            for layer, values in self.correlations.items()
+        }
 
 
 def _cams_in_batches(model: nn.Module, images: torch.Tensor, layers: list[str], targets, batch_size: int) -> CAMResult:
@@ -127,8 +129,8 @@ def _cams_in_batches(model: nn.Module, images: torch.Tensor, layers: list[str], 
     parts = []
     with GradCAM(model, layers) as cam:
         for start in range(0, images.shape[0], batch_size):
-            chunk = None if wanted is None else wanted[start:start + batch_size]
-            parts.append(cam(images[start:start + batch_size], chunk))
+            chunk = None if wanted is None else wanted[start : start + batch_size]
+            parts.append(cam(images[start : start + batch_size], chunk))
     maps = {layer: torch.cat([part[layer] for part in parts]) for layer in layers}
     return CAMResult(maps, torch.cat([p.logits for p in parts]), torch.cat([p.targets for p in parts]))
 
@@ -241,7 +243,7 @@ def _class_probability(model: nn.Module, images: torch.Tensor, targets: torch.Te
     """Softmax probability of ``targets`` for each image, in eval mode; the modules' modes are restored after."""
     with _in_eval_mode(model) as device:
         probs = [
-            model(images[start:start + batch_size].to(device)).float().softmax(dim=1).cpu()
+            model(images[start : start + batch_size].to(device)).float().softmax(dim=1).cpu()
             for start in range(0, images.shape[0], batch_size)
         ]
     return torch.cat(probs).gather(1, targets.cpu()[:, None])[:, 0]

@@ -18,6 +18,8 @@ from torch import nn
 __all__ = ["BasicBlock", "ResNet", "resnet18", "resnet34", "summary"]
 
 
+# The book includes BasicBlock and keeps its lines within its page.
+# fmt: off
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions with batch norm, added to a shortcut before the last ReLU.
 
@@ -48,6 +50,7 @@ class BasicBlock(nn.Module):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
+# fmt: on
 
 
 class ResNet(nn.Module):

@@ -12,9 +12,10 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from .constants import SHORT_NAMES
 from .provenance import machine, provenance, versions
@@ -64,8 +65,16 @@ REFERENCE_RUN: dict[str, Any] = {
     "final_test_acc": 0.887,
     "final_train_acc": 0.982,
     "class_accuracy": {
-        "plane": 0.94, "car": 0.95, "bird": 0.75, "cat": 0.83, "deer": 0.97,
-        "dog": 0.86, "frog": 0.93, "horse": 0.90, "ship": 1.00, "truck": 0.97,
+        "plane": 0.94,
+        "car": 0.95,
+        "bird": 0.75,
+        "cat": 0.83,
+        "deer": 0.97,
+        "dog": 0.86,
+        "frog": 0.93,
+        "horse": 0.90,
+        "ship": 1.00,
+        "truck": 0.97,
     },
 }
 """The reference run the course compares against (accuracies as fractions, per class keyed by short name)."""
@@ -95,7 +104,8 @@ _EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"
 
 
 def epochs_to_target(epochs: Sequence[dict], target: float = TARGET_ACCURACY) -> tuple[int | None, float | None]:
-    """First epoch whose test accuracy reaches ``target``, and the training seconds summed up to it (None, None if never)."""
+    """First epoch whose test accuracy reaches ``target``, and the training seconds summed up to it (None, None if
+    never)."""
     elapsed = 0.0
     for row in epochs:
         elapsed += float(row["seconds"])
@@ -182,7 +192,9 @@ def load_run_file(path: str | os.PathLike) -> dict:
     try:
         run = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error}). Re-create it with `python benchmarks/full_runs.py`.") from None
+        raise ValueError(
+            f"{path}: not valid JSON ({error}). Re-create it with `python benchmarks/full_runs.py`."
+        ) from None
     validate_run(run, str(path))
     run["path"] = str(path)
     return run
@@ -207,8 +219,9 @@ def load_recorded_runs(directory: str | os.PathLike | None = None) -> list[dict]
         run["name"] = path.stem
         runs.append(run)
     order = {"seed": 0, "fast": 1}
-    return sorted(runs, key=lambda run: (order.get(run["profile"], 2), run["profile"], -run["final_test_acc"],
-                                         run["name"]))
+    return sorted(
+        runs, key=lambda run: (order.get(run["profile"], 2), run["profile"], -run["final_test_acc"], run["name"])
+    )
 
 
 def run_history(run: dict):
@@ -234,7 +247,7 @@ class Table:
     def _cells(self) -> list[list[str]]:
         return [[_format_cell(value) for value in row] for row in self.rows]
 
-    def transpose(self, corner: str = "") -> "Table":
+    def transpose(self, corner: str = "") -> Table:
         """The same table turned by a quarter: one row per column, headed by the first column's values."""
         columns = [corner or self.columns[0]] + [_format_cell(row[0]) for row in self.rows]
         rows = [[name] + [row[i] for row in self.rows] for i, name in enumerate(self.columns) if i > 0]
@@ -323,16 +336,40 @@ def run_summary(run: dict) -> dict[str, Any]:
 def summary_table(runs: Iterable[dict], reference: bool = True) -> Table:
     """One row per run (the reference run first if ``reference``): the fields of ``run_summary``."""
     columns = [
-        "run", "profile", "device", "date", "epochs", "final_test_acc", "final_train_acc", "best_test_acc",
-        "epochs_to_target", "seconds_to_target", "median_epoch_seconds", "median_train_images_per_s", "wall_seconds",
+        "run",
+        "profile",
+        "device",
+        "date",
+        "epochs",
+        "final_test_acc",
+        "final_train_acc",
+        "best_test_acc",
+        "epochs_to_target",
+        "seconds_to_target",
+        "median_epoch_seconds",
+        "median_train_images_per_s",
+        "wall_seconds",
     ]
     rows = []
     if reference:
         ref = REFERENCE_RUN
-        rows.append([
-            "reference", "–", "–", "–", ref["epochs"], _percent(ref["final_test_acc"]), _percent(ref["final_train_acc"]),
-            None, None, None, None, None, None,
-        ])
+        rows.append(
+            [
+                "reference",
+                "–",
+                "–",
+                "–",
+                ref["epochs"],
+                _percent(ref["final_test_acc"]),
+                _percent(ref["final_train_acc"]),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            ]
+        )
     for run in runs:
         summary = run_summary(run)
         rows.append([summary[column] for column in columns])
@@ -348,11 +385,17 @@ def weights_table(runs: Iterable[dict]) -> Table:
         weights = run.get("weights")
         if not weights:
             continue
-        rows.append([
-            _run_name(run), weights["file"], weights["sha256"][:16], f"{100.0 * run['final_test_acc']:.2f}",
-            f"{100.0 * weights['test_acc_float32']:.2f}", "yes" if weights["matches_record"] else "NO",
-            f"{100.0 * weights['test_acc_float32_flip_tta']:.2f}",
-        ])
+        rows.append(
+            [
+                _run_name(run),
+                weights["file"],
+                weights["sha256"][:16],
+                f"{100.0 * run['final_test_acc']:.2f}",
+                f"{100.0 * weights['test_acc_float32']:.2f}",
+                "yes" if weights["matches_record"] else "NO",
+                f"{100.0 * weights['test_acc_float32_flip_tta']:.2f}",
+            ]
+        )
     return Table(columns, rows)
 
 

@@ -8,7 +8,7 @@ They are written for Albumentations 2.x, whose argument names differ from 1.x: t
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 import albumentations as A
 import cv2
@@ -57,8 +57,9 @@ class _SplitMix(random.Random):
     def getrandbits(self, k: int) -> int:  # noqa: D102
         if k <= 64:
             return self._next() >> (64 - k)
-        return int.from_bytes(b"".join(self._next().to_bytes(8, "little") for _ in range((k + 63) // 64)),
-                              "little") >> (-k % 64)
+        return int.from_bytes(
+            b"".join(self._next().to_bytes(8, "little") for _ in range((k + 63) // 64)), "little"
+        ) >> (-k % 64)
 
 
 class Pipeline(A.Compose):
@@ -84,8 +85,12 @@ class Pipeline(A.Compose):
         else:
             seed = int(seed)
             state = (_splitmix64(seed) << 64) | _splitmix64(seed ^ 0x5DEECE66D)
-            numpy_rng.bit_generator.state = {"bit_generator": "PCG64", "state": {"state": state, "inc": _PCG_INCREMENT},
-                                             "has_uint32": 0, "uinteger": 0}
+            numpy_rng.bit_generator.state = {
+                "bit_generator": "PCG64",
+                "state": {"state": state, "inc": _PCG_INCREMENT},
+                "has_uint32": 0,
+                "uinteger": 0,
+            }
             python_rng.seed(seed)
         shared = getattr(self, "py_random", None) is python_rng and getattr(self, "random_generator", None) is numpy_rng
         if not shared:
@@ -138,7 +143,9 @@ def test_transforms(mean: Sequence[float] = MEAN, std: Sequence[float] = STD) ->
 def denormalize(x: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
     """Undo Normalize on a CHW or BCHW tensor: ``x * std + mean``, clamped to [0, 1] for display."""
     if x.ndim not in (3, 4) or x.shape[-3] != len(mean):
-        raise ValueError(f"denormalize expects a CHW or BCHW tensor with {len(mean)} channels, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"denormalize expects a CHW or BCHW tensor with {len(mean)} channels, got shape {tuple(x.shape)}"
+        )
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x * s + m).clamp_(0, 1)

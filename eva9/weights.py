@@ -192,8 +192,10 @@ class Weights:
         meta = self.meta
         accuracy = meta.get("final_test_acc")
         accuracy = "?" if accuracy is None else f"{100 * accuracy:.2f}%"
-        return (f"'{self.name}' ({meta.get('profile', '?')} profile, {meta.get('epochs', '?')} epochs on "
-                f"{meta.get('device', '?')}, {accuracy} test accuracy)")
+        return (
+            f"'{self.name}' ({meta.get('profile', '?')} profile, {meta.get('epochs', '?')} epochs on "
+            f"{meta.get('device', '?')}, {accuracy} test accuracy)"
+        )
 
 
 def _entry(name: str, record: dict) -> Weights | None:
@@ -203,9 +205,11 @@ def _entry(name: str, record: dict) -> Weights | None:
     config = record.get("config", {})
     model = config.get("model", "resnet18")
     schedule = config.get("schedule", "?")
-    recipe = (f"{model}, batch {config.get('batch_size', '?')}, SGD lr {config.get('lr', '?')} "
-              f"({schedule}), weight decay {config.get('weight_decay', 0)}, "
-              f"label smoothing {config.get('label_smoothing', 0)}")
+    recipe = (
+        f"{model}, batch {config.get('batch_size', '?')}, SGD lr {config.get('lr', '?')} "
+        f"({schedule}), weight decay {config.get('weight_decay', 0)}, "
+        f"label smoothing {config.get('label_smoothing', 0)}"
+    )
     return Weights(
         name=name,
         file=weights["file"],
@@ -247,8 +251,7 @@ def get(name: str) -> Weights:
     entries = published()
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none yet"
-        raise WeightsError(f"no published weights called {name!r} (published: {known}); "
-                           "or pass the path of a .pt file")
+        raise WeightsError(f"no published weights called {name!r} (published: {known}); or pass the path of a .pt file")
     return entries[name]
 
 
@@ -273,8 +276,10 @@ def preferred() -> Weights | None:
 
 def _by_hand(entry: Weights) -> str:
     places = ([str(results_dir() / "weights")] if results_dir() is not None else []) + [str(cache_dir())]
-    return (f"To use a copy fetched by hand, download {entry.url} and put it in {' or '.join(places)} "
-            f"(its SHA-256 must be {entry.sha256}).")
+    return (
+        f"To use a copy fetched by hand, download {entry.url} and put it in {' or '.join(places)} "
+        f"(its SHA-256 must be {entry.sha256})."
+    )
 
 
 def _verified_file(entry: Weights, progress: bool) -> Path:
@@ -285,8 +290,10 @@ def _verified_file(entry: Weights, progress: bool) -> Path:
     if directory is not None and (directory / "weights" / entry.file).is_file():
         path = directory / "weights" / entry.file
         if sha256_of(path) != entry.sha256:
-            raise WeightsError(f"{path} does not have the SHA-256 its record gives ({entry.sha256}): the file is "
-                               f"damaged or not the published one, so it was not loaded. {_by_hand(entry)}")
+            raise WeightsError(
+                f"{path} does not have the SHA-256 its record gives ({entry.sha256}): the file is "
+                f"damaged or not the published one, so it was not loaded. {_by_hand(entry)}"
+            )
         return path
     cached = cache_dir() / entry.file
     if cached.is_file() and sha256_of(cached) != entry.sha256:
@@ -299,8 +306,9 @@ def _verified_file(entry: Weights, progress: bool) -> Path:
         except (urllib.error.URLError, OSError, RuntimeError) as error:
             cached.unlink(missing_ok=True)
             reason = " ".join(str(error).split())
-            raise WeightsError(f"could not get the weights {entry.name!r} ({entry.file}) from {entry.url}: "
-                               f"{reason}. {_by_hand(entry)}") from None
+            raise WeightsError(
+                f"could not get the weights {entry.name!r} ({entry.file}) from {entry.url}: {reason}. {_by_hand(entry)}"
+            ) from None
     return cached
 
 
@@ -325,8 +333,9 @@ def load_state_dict(weights: str | os.PathLike | Weights, progress: bool = True)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: torch raises several kinds
-        raise WeightsError(f"{path} could not be read as a PyTorch state_dict ({' '.join(str(error).split())})") \
-            from None
+        raise WeightsError(
+            f"{path} could not be read as a PyTorch state_dict ({' '.join(str(error).split())})"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise WeightsError(f"{path} holds no state_dict of tensors")
     return state

@@ -18,7 +18,6 @@ from eva9.analysis import (
     print_class_accuracy,
 )
 
-
 # ------------------------------------------------------------------------------------ confusion and accuracy
 
 
@@ -49,7 +48,7 @@ def seed_printout(preds, labels) -> str:
         class_correct[label] += int(p == label)
         class_total[label] += 1
     return "\n".join(
-        "Accuracy of %5s : %2d %%" % (SHORT_NAMES[i], 100 * class_correct[i] / class_total[i]) for i in range(10)
+        f"Accuracy of {SHORT_NAMES[i]:>5} : {int(100 * class_correct[i] / class_total[i]):2d} %" for i in range(10)
     )
 
 

@@ -121,12 +121,32 @@ def test_full_run_record_finds_the_first_epoch_at_87_percent_and_keeps_per_class
 
     full_runs = bench("full_runs")
     accs = [0.5, 0.871, 0.86, 0.9]
-    history = History([{"epoch": i + 1, "train_loss": 1.0, "train_acc": 0.9, "test_loss": 1.0, "test_acc": acc,
-                        "lr": 0.1, "seconds": 3.0} for i, acc in enumerate(accs)])
+    history = History(
+        [
+            {
+                "epoch": i + 1,
+                "train_loss": 1.0,
+                "train_acc": 0.9,
+                "test_loss": 1.0,
+                "test_acc": acc,
+                "lr": 0.1,
+                "seconds": 3.0,
+            }
+            for i, acc in enumerate(accs)
+        ]
+    )
     cm = [[100 if i == j else 0 for j in range(10)] for i in range(10)]
-    metrics = {"device": "NVIDIA H100", "versions": {"torch": "x"}, "wall_seconds": 12.0, "test_acc": 0.9,
-               "train_acc": 0.9, "test_loss": 1.0, "test_images": 1000, "confusion_matrix": cm,
-               "class_accuracy": {name: i / 10 for i, name in enumerate(reversed(SHORT_NAMES))}}
+    metrics = {
+        "device": "NVIDIA H100",
+        "versions": {"torch": "x"},
+        "wall_seconds": 12.0,
+        "test_acc": 0.9,
+        "train_acc": 0.9,
+        "test_loss": 1.0,
+        "test_images": 1000,
+        "confusion_matrix": cm,
+        "class_accuracy": {name: i / 10 for i, name in enumerate(reversed(SHORT_NAMES))},
+    }
     record = full_runs.build_record({"profile": "fast", "epochs": 4}, history, metrics, 20.0, resumed=False)
     assert (record["epochs_to_target"], record["seconds_to_target"]) == (2, 6.0)
     assert record["classes"][0] == "plane" and record["class_accuracy"][0] == 0.9  # plane is last in the mapping
@@ -137,8 +157,9 @@ def test_full_run_record_finds_the_first_epoch_at_87_percent_and_keeps_per_class
 @needs_data
 def test_a_resumed_full_run_records_the_wall_time_of_its_whole_life(tmp_path):
     full_runs = bench("full_runs")
-    options = dict(epochs=1, data_dir=DATA_DIR, quiet=True, train_per_class=1, test_per_class=1, batch_size=5,
-                   workers=0)
+    options = dict(
+        epochs=1, data_dir=DATA_DIR, quiet=True, train_per_class=1, test_per_class=1, batch_size=5, workers=0
+    )
     first = full_runs.record_profile("smoke", tmp_path / "results", tmp_path / "runs", **options)
     again = full_runs.record_profile("smoke", tmp_path / "results", tmp_path / "runs", resume=True, **options)
     trained = sum(epoch["seconds"] for epoch in first["history"]["epochs"])
@@ -151,8 +172,18 @@ def test_full_run_of_a_tiny_smoke_profile_writes_a_loadable_record(tmp_path):
     from eva9.results import load_recorded_runs
 
     full_runs = bench("full_runs")
-    full_runs.record_profile("smoke", tmp_path / "results", tmp_path / "runs", epochs=1, data_dir=DATA_DIR,
-                             quiet=True, train_per_class=1, test_per_class=1, batch_size=5, workers=0)
+    full_runs.record_profile(
+        "smoke",
+        tmp_path / "results",
+        tmp_path / "runs",
+        epochs=1,
+        data_dir=DATA_DIR,
+        quiet=True,
+        train_per_class=1,
+        test_per_class=1,
+        batch_size=5,
+        workers=0,
+    )
     [run] = load_recorded_runs(tmp_path / "results")
     assert run["profile"] == "smoke" and run["device"].startswith("cpu")
     assert len(run["history"]["epochs"]) == 1 and run["test_images"] == 10

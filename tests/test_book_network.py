@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
+from test_weights import published, reference_state, same_weights  # noqa: F401  (fixtures)
 
 from eva9 import book, train, weights
-from test_weights import published, reference_state, same_weights  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -31,9 +31,21 @@ def fake_training(monkeypatch):
 
     def trained_run(config):
         calls.append(config.profile)
-        history = train.History.from_dict({"epochs": [{"epoch": 1, "train_loss": 2.0, "train_acc": 0.1,
-                                                        "test_loss": 2.0, "test_acc": 0.1, "lr": 0.01,
-                                                        "seconds": 1.0}]})
+        history = train.History.from_dict(
+            {
+                "epochs": [
+                    {
+                        "epoch": 1,
+                        "train_loss": 2.0,
+                        "train_acc": 0.1,
+                        "test_loss": 2.0,
+                        "test_acc": 0.1,
+                        "lr": 0.01,
+                        "seconds": 1.0,
+                    }
+                ]
+            }
+        )
         return train.Run(torch.nn.Linear(1, 1), config, history)
 
     monkeypatch.setattr(book, "trained_run", trained_run)
@@ -41,8 +53,13 @@ def fake_training(monkeypatch):
     return calls
 
 
-def test_published_weights_are_used_when_there_are_some(with_configs, reference_state, fake_training,  # noqa: F811
-                                                         monkeypatch, capsys):
+def test_published_weights_are_used_when_there_are_some(
+    with_configs,
+    reference_state,  # noqa: F811  (a fixture)
+    fake_training,
+    monkeypatch,
+    capsys,
+):
     monkeypatch.delenv(train.ENV_PROFILE, raising=False)
     monkeypatch.setattr(book, "pick_device", lambda *a: torch.device("cpu"))
     network = book.trained_network()

@@ -87,8 +87,12 @@ def pyplot_untouched():
 
 
 def overconfident_table() -> ReliabilityTable:
-    return reliability_table(*two_class_probs([0.9] * 10 + [0.6] * 10 + [0.75] * 3, [True] * 5 + [False] * 5
-                                               + [True] * 6 + [False] * 4 + [True] * 3), bins=10)
+    return reliability_table(
+        *two_class_probs(
+            [0.9] * 10 + [0.6] * 10 + [0.75] * 3, [True] * 5 + [False] * 5 + [True] * 6 + [False] * 4 + [True] * 3
+        ),
+        bins=10,
+    )
 
 
 def test_reliability_diagram_has_one_bar_per_non_empty_bin_the_diagonal_and_the_ece(tmp_path):
@@ -97,10 +101,12 @@ def test_reliability_diagram_has_one_bar_per_non_empty_bin_the_diagonal_and_the_
     diagram, counts = fig.axes
     accuracy_bars = next(c for c in diagram.containers if c.get_label() == "accuracy")
     assert len(accuracy_bars) == int((table.counts > 0).sum()) == 3
-    assert sorted(round(bar.get_height(), 6) for bar in accuracy_bars) == pytest.approx(sorted(
-        table.accuracy[table.counts > 0]))
-    diagonals = [line for line in diagram.get_lines() if list(line.get_xdata()) == [0, 1]
-                 and list(line.get_ydata()) == [0, 1]]
+    assert sorted(round(bar.get_height(), 6) for bar in accuracy_bars) == pytest.approx(
+        sorted(table.accuracy[table.counts > 0])
+    )
+    diagonals = [
+        line for line in diagram.get_lines() if list(line.get_xdata()) == [0, 1] and list(line.get_ydata()) == [0, 1]
+    ]
     assert len(diagonals) == 1
     assert f"ECE = {100 * table.ece:.2f}%" in diagram.get_title()
     assert [bar.get_height() for bar in counts.containers[0]] == table.counts.tolist()

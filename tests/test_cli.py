@@ -74,8 +74,28 @@ def test_smoke_train_then_evaluate(cifar_root, tmp_path, capsys, monkeypatch):
     env = {**os.environ, "EVA9_DATA_DIR": data, "PYTHONPATH": str(REPO)}
     env.pop("EVA9_PROFILE", None)
     env.pop("EVA9_EPOCHS", None)
-    train = [sys.executable, "-m", "eva9", "train", "--profile", "smoke", "--epochs", "1", "--train-per-class", "1",
-             "--test-per-class", "1", "--batch-size", "5", "--workers", "0", "--device", "cpu", "--out", str(out)]
+    train = [
+        sys.executable,
+        "-m",
+        "eva9",
+        "train",
+        "--profile",
+        "smoke",
+        "--epochs",
+        "1",
+        "--train-per-class",
+        "1",
+        "--test-per-class",
+        "1",
+        "--batch-size",
+        "5",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(train, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -97,8 +117,9 @@ def test_smoke_train_then_evaluate(cifar_root, tmp_path, capsys, monkeypatch):
 
 def test_evaluate_picks_this_machines_device_not_the_one_the_run_trained_on(tiny_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    config = profile("smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu",
-                     data_dir=str(tiny_folder))
+    config = profile(
+        "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
+    )
     fit(None, config, out=out, quiet=True)
     saved = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**saved, "device": "cuda"}))  # as if trained with --device cuda
@@ -113,8 +134,9 @@ def test_evaluate_picks_this_machines_device_not_the_one_the_run_trained_on(tiny
 def tiny_run(tiny_folder, tmp_path):
     """A finished ResNet18 run of two steps on the tiny image folder."""
     out = tmp_path / "run"
-    config = profile("smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu",
-                     data_dir=str(tiny_folder))
+    config = profile(
+        "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
+    )
     fit(None, config, out=out, quiet=True)
     return out
 

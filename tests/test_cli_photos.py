@@ -64,16 +64,29 @@ def test_predict_lists_the_top_classes_with_probabilities(photo, weights_file, c
 
 def test_gradcam_writes_one_row_per_photo_and_one_column_per_layer(photo, weights_file, tmp_path, capsys):
     out = tmp_path / "cam.png"
-    code = main(["gradcam", str(photo), str(photo), "--weights", str(weights_file), "--layers", "layer3", "layer4",
-                 "--out", str(out)])
+    code = main(
+        [
+            "gradcam",
+            str(photo),
+            str(photo),
+            "--weights",
+            str(weights_file),
+            "--layers",
+            "layer3",
+            "layer4",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     figure = np.asarray(Image.open(out))
     assert figure.shape[0] > 100 and figure.shape[1] > 100
     assert "layer3, layer4" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["missing file", "not an image", "unknown layer", "no weights", "bad weights",
-                                  "no output folder"])
+@pytest.mark.parametrize(
+    "case", ["missing file", "not an image", "unknown layer", "no weights", "bad weights", "no output folder"]
+)
 def test_bad_input_gets_one_line_and_exit_status_1(case, photo, weights_file, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EVA9_RESULTS_DIR", str(tmp_path / "empty-results"))  # no published weights
     (tmp_path / "empty-results").mkdir()
@@ -82,12 +95,25 @@ def test_bad_input_gets_one_line_and_exit_status_1(case, photo, weights_file, tm
     command, expected = {
         "missing file": (["predict", str(tmp_path / "absent.jpg"), "--weights", str(weights_file)], "no image file at"),
         "not an image": (["predict", str(text), "--weights", str(weights_file)], "is not an image"),
-        "unknown layer": (["gradcam", str(photo), "--weights", str(weights_file), "--layers", "layer9",
-                           "--out", str(tmp_path / "x.png")], "no layer named 'layer9'; choose from"),
+        "unknown layer": (
+            [
+                "gradcam",
+                str(photo),
+                "--weights",
+                str(weights_file),
+                "--layers",
+                "layer9",
+                "--out",
+                str(tmp_path / "x.png"),
+            ],
+            "no layer named 'layer9'; choose from",
+        ),
         "no weights": (["predict", str(photo)], "no published weights here; pass --weights"),
         "bad weights": (["predict", str(photo), "--weights", "sead"], "no published weights called 'sead'"),
-        "no output folder": (["gradcam", str(photo), "--weights", str(weights_file),
-                              "--out", str(tmp_path / "absent" / "cam.png")], "no folder"),
+        "no output folder": (
+            ["gradcam", str(photo), "--weights", str(weights_file), "--out", str(tmp_path / "absent" / "cam.png")],
+            "no folder",
+        ),
     }[case]
     assert main(command) == 1
     err = capsys.readouterr().err.strip()

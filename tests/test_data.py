@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import fake_image
 
 import eva9.data as data
 import eva9.data.datasets as datasets
 import eva9.data.loading as loading
-from eva9.data import CLASSES, MEAN, STD, CIFAR10Error, channel_stats, cifar10, dataset_root, loaders, per_class_subset
 import eva9.transforms as T
-
-from conftest import fake_image
+from eva9.data import CLASSES, MEAN, STD, CIFAR10Error, channel_stats, cifar10, dataset_root, loaders, per_class_subset
 
 
 def as_uint8(x: torch.Tensor) -> np.ndarray:
@@ -288,8 +286,9 @@ def test_loader_settings(tiny_folder, monkeypatch):
 
 
 def test_test_loader_rebuilds_the_test_half_of_loaders(tiny_folder):
-    _, expected = loaders(tiny_folder, batch_size=4, train_per_class=2, test_per_class=1, seed=3, workers=0,
-                          device="cpu")
+    _, expected = loaders(
+        tiny_folder, batch_size=4, train_per_class=2, test_per_class=1, seed=3, workers=0, device="cpu"
+    )
     alone = data.test_loader(tiny_folder, batch_size=4, per_class=1, seed=3, workers=0, device="cpu")
     assert not alone.drop_last and len(alone.dataset) == 10
     for (x1, y1), (x2, y2) in zip(expected, alone, strict=True):

@@ -138,7 +138,9 @@ def test_maps_equal_the_closed_form_for_every_target_class_zero_included():
 
 @pytest.mark.parametrize("targets", [None, [0, 3, 9, 0]], ids=["predicted", "given-with-class-0"])
 def test_each_layer_agrees_with_the_grad_cam_package_per_image(resnet, images, targets):
-    reference = pytest.importorskip("pytorch_grad_cam", reason="the grad-cam package is a test extra: pip install .[test]")
+    reference = pytest.importorskip(
+        "pytorch_grad_cam", reason="the grad-cam package is a test extra: pip install .[test]"
+    )
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     with GradCAM(resnet, LAYERS) as cam:

@@ -42,7 +42,7 @@ def square_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     for i in range(n):
         row = int(torch.randint(0, 13, (1,), generator=generator))
         col = int(torch.randint(0, 5, (1,), generator=generator)) + 8 * int(labels[i])
-        images[i, :, row:row + 4, col:col + 4] += 2.0
+        images[i, :, row : row + 4, col : col + 4] += 2.0
     return images, labels
 
 

@@ -80,7 +80,12 @@ def test_pick_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expe
 
 def test_seed_everything_repeats_python_numpy_and_torch_draws():
     def draws():
-        return random.random(), np.random.rand(3).tolist(), torch.rand(3).tolist(), resnet18().linear.weight[0, :4].tolist()
+        return (
+            random.random(),
+            np.random.rand(3).tolist(),
+            torch.rand(3).tolist(),
+            resnet18().linear.weight[0, :4].tolist(),
+        )
 
     seed_everything(7)
     first = draws()

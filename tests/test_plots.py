@@ -15,11 +15,13 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
-from eva9 import plots  # noqa: E402
+from eva9 import (
+    plots,  # noqa: E402
+    transforms,  # noqa: E402
+)
 from eva9.data import MEAN, STD  # noqa: E402
 from eva9.gradcam import GradCAM  # noqa: E402
 from eva9.train import History  # noqa: E402
-from eva9 import transforms  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -43,8 +45,15 @@ def pyplot_untouched():
 def history_dict(n: int = 4) -> dict:
     return {
         "epochs": [
-            {"epoch": i + 1, "train_loss": 2.0 - 0.3 * i, "train_acc": 0.4 + 0.1 * i, "test_loss": 1.9 - 0.3 * i,
-             "test_acc": 0.45 + 0.1 * i, "lr": 0.01, "seconds": 1.0}
+            {
+                "epoch": i + 1,
+                "train_loss": 2.0 - 0.3 * i,
+                "train_acc": 0.4 + 0.1 * i,
+                "test_loss": 1.9 - 0.3 * i,
+                "test_acc": 0.45 + 0.1 * i,
+                "lr": 0.01,
+                "seconds": 1.0,
+            }
             for i in range(n)
         ]
     }
@@ -96,7 +105,9 @@ def test_image_grid_refuses_mismatched_lengths():
 
 def test_augmentation_grid_shows_the_test_view_then_n_train_draws(tmp_path):
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    fig = plots.augmentation_grid(image, transforms.train_transforms(), transforms.test_transforms(), n=5, path=tmp_path / "aug.png")
+    fig = plots.augmentation_grid(
+        image, transforms.train_transforms(), transforms.test_transforms(), n=5, path=tmp_path / "aug.png"
+    )
     assert [ax.get_title() for ax in fig.axes] == ["test view"] + [f"train draw {i}" for i in range(1, 6)]
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), image / 255, atol=1e-4)
     draws = [ax.images[0].get_array() for ax in fig.axes[1:]]
@@ -117,7 +128,9 @@ def test_augmentation_grid_refuses_a_float_array_and_n_below_one():
     with pytest.raises(ValueError, match="uint8"):
         plots.augmentation_grid(np.zeros((32, 32, 3)), transforms.train_transforms(), transforms.test_transforms())
     with pytest.raises(ValueError, match="n must be"):
-        plots.augmentation_grid(np.zeros((32, 32, 3), np.uint8), transforms.train_transforms(), transforms.test_transforms(), n=0)
+        plots.augmentation_grid(
+            np.zeros((32, 32, 3), np.uint8), transforms.train_transforms(), transforms.test_transforms(), n=0
+        )
 
 
 # ------------------------------------------------------------------------------------------- training curves
@@ -142,7 +155,9 @@ def test_training_curves_plot_loss_and_accuracy_with_the_target_line(tmp_path, s
     np.testing.assert_allclose(lines["target 87%"].get_ydata(), [87, 87])
     np.testing.assert_allclose(lines["train"].get_xdata(), [1, 2, 3, 4])
     assert [line.get_label() for line in loss_ax.get_lines()] == [
-        "train: training criterion, mean over the epoch", "test: cross-entropy after the epoch"]
+        "train: training criterion, mean over the epoch",
+        "test: cross-entropy after the epoch",
+    ]
     assert_png(tmp_path / "curves.png")
 
 
@@ -159,7 +174,9 @@ def test_training_curves_say_which_loss_is_label_smoothed(tmp_path):
     fig = plots.training_curves(tmp_path)
     assert fig.axes[0].get_lines()[0].get_label() == "train: cross-entropy, mean over the epoch"
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
-        "train: cross-entropy, mean over the epoch", "test: cross-entropy after the epoch"]
+        "train: cross-entropy, mean over the epoch",
+        "test: cross-entropy after the epoch",
+    ]
 
 
 def test_training_curves_refuse_empty_or_incomplete_histories(tmp_path):
@@ -185,7 +202,10 @@ def test_gradcam_grid_has_a_row_per_image_and_a_column_per_layer(tmp_path):
     assert len(fig.axes) == 25  # 5 images × (original + 4 layers), as the course shows
     assert [ax.get_title() for ax in fig.axes[:5]] == ["true: plane\npred: plane"] + layers
     assert [fig.axes[5 * row].get_title() for row in range(5)] == [
-        "true: plane\npred: plane", "true: car\npred: car", "true: bird\npred: dog", "true: cat\npred: cat",
+        "true: plane\npred: plane",
+        "true: car\npred: car",
+        "true: bird\npred: dog",
+        "true: cat\npred: cat",
         "true: deer\npred: truck",
     ]
     assert all(ax.get_title() == "" for row in range(1, 5) for ax in fig.axes[5 * row + 1 : 5 * row + 5])
@@ -203,8 +223,9 @@ def test_gradcam_grid_cells_are_the_overlay_of_their_rows_image_and_their_column
         for col, layer in enumerate(layers, start=1):
             [shown] = fig.axes[3 * row + col].get_images()
             expected = overlay(images[row], cams[layer][row], alpha=0.3)
-            np.testing.assert_allclose(np.asarray(shown.get_array()), expected, atol=1e-6,
-                                       err_msg=f"row {row}, column {layer}")
+            np.testing.assert_allclose(
+                np.asarray(shown.get_array()), expected, atol=1e-6, err_msg=f"row {row}, column {layer}"
+            )
 
 
 class Tiny(nn.Module):

@@ -37,6 +37,10 @@ def copy_places(tmp_path: Path) -> Path:
     return tmp_path
 
 
+CITED = {"kuangliu/pytorch-cifar"}
+"""Other projects' repositories that the places link to (the ResNet18 chapter cites its source); never rewritten."""
+
+
 def run_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
 
@@ -48,7 +52,7 @@ def test_the_script_reads_the_repository_that_eva9_weights_states():
 
 @pytest.mark.parametrize("place", sorted(places()))
 def test_every_place_names_the_repository_that_eva9_weights_states(place):
-    named = places()[place]
+    named = [name for name in places()[place] if name not in CITED]
     assert named, f"{place} is listed in tools/set_repository.py PLACES but names no repository"
     assert set(named) == {weights.REPOSITORY}, f"{place} names {named}, not {weights.REPOSITORY}"
 
@@ -72,7 +76,7 @@ def test_the_script_rewrites_every_place_of_a_copy_and_leaves_no_old_mention(tmp
     result = run_script(NEW, "--root", str(root))
     assert result.returncode == 0, result.stderr
     after = places(root)
-    assert all(after.values()) and {name for named in after.values() for name in named} == {NEW}
+    assert all(after.values()) and {name for named in after.values() for name in named} - CITED == {NEW}
     assert all(path.read_text() != text for path, text in before.items()), "a place was left unchanged"
     assert all(weights.REPOSITORY not in path.read_text() for path in before)
     assert set_repository.current_repository(root) == NEW

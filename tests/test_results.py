@@ -12,20 +12,37 @@ from eva9 import results
 def synthetic_run(profile: str = "seed", test_accs=(0.60, 0.86, 0.88, 0.90), seconds: float = 10.0) -> dict:
     """A well-formed recorded run with the given per-epoch test accuracies."""
     epochs = [
-        {"epoch": i + 1, "train_loss": 1.0 / (i + 1), "train_acc": min(acc + 0.05, 1.0), "test_loss": 1.2 / (i + 1),
-         "test_acc": acc, "lr": 0.01, "seconds": seconds}
+        {
+            "epoch": i + 1,
+            "train_loss": 1.0 / (i + 1),
+            "train_acc": min(acc + 0.05, 1.0),
+            "test_loss": 1.2 / (i + 1),
+            "test_acc": acc,
+            "lr": 0.01,
+            "seconds": seconds,
+        }
         for i, acc in enumerate(test_accs)
     ]
     first, spent = results.epochs_to_target(epochs)
     cm = [[90 if i == j else (10 if j == (i + 1) % 10 else 0) for j in range(10)] for i in range(10)]
     return {
-        "schema": results.SCHEMA_VERSION, "profile": profile, "device": "NVIDIA H100 80GB HBM3",
-        "date": "2025-01-02T03:04:05+00:00", "versions": {"torch": "2.5"}, "machine": {"cpu": "x", "cores": 16},
-        "config": {"epochs": len(epochs)}, "history": {"epochs": epochs}, "wall_seconds": seconds * len(epochs) + 3,
-        "final_test_acc": test_accs[-1], "final_train_acc": epochs[-1]["train_acc"], "target": 0.87,
-        "epochs_to_target": first, "seconds_to_target": spent,
+        "schema": results.SCHEMA_VERSION,
+        "profile": profile,
+        "device": "NVIDIA H100 80GB HBM3",
+        "date": "2025-01-02T03:04:05+00:00",
+        "versions": {"torch": "2.5"},
+        "machine": {"cpu": "x", "cores": 16},
+        "config": {"epochs": len(epochs)},
+        "history": {"epochs": epochs},
+        "wall_seconds": seconds * len(epochs) + 3,
+        "final_test_acc": test_accs[-1],
+        "final_train_acc": epochs[-1]["train_acc"],
+        "target": 0.87,
+        "epochs_to_target": first,
+        "seconds_to_target": spent,
         "classes": list(results.REFERENCE_RUN["class_accuracy"]),
-        "class_accuracy": [0.9] * 10, "confusion_matrix": cm,
+        "class_accuracy": [0.9] * 10,
+        "confusion_matrix": cm,
     }
 
 
@@ -83,8 +100,16 @@ def test_reference_run_holds_the_course_numbers():
     ref = results.REFERENCE_RUN
     assert ref["final_test_acc"] == 0.887 and ref["final_train_acc"] == 0.982 and ref["epochs"] == 50
     assert ref["class_accuracy"] == {
-        "plane": 0.94, "car": 0.95, "bird": 0.75, "cat": 0.83, "deer": 0.97,
-        "dog": 0.86, "frog": 0.93, "horse": 0.90, "ship": 1.00, "truck": 0.97,
+        "plane": 0.94,
+        "car": 0.95,
+        "bird": 0.75,
+        "cat": 0.83,
+        "deer": 0.97,
+        "dog": 0.86,
+        "frog": 0.93,
+        "horse": 0.90,
+        "ship": 1.00,
+        "truck": 0.97,
     }
 
 
@@ -125,9 +150,16 @@ def test_run_summary_reports_percentages_epochs_to_target_and_median_epoch_time(
 
 def test_weights_table_lists_the_published_file_and_its_reload_check():
     run, older = synthetic_run("fast", test_accs=(0.5, 0.9063)), synthetic_run("seed")
-    run["weights"] = {"file": "resnet18-fast-7ddcfbb6.pt", "sha256": "7ddcfbb6" + "0" * 56, "dtype": "float16",
-                      "scored_on": "cuda", "test_acc_float32": 0.9061, "test_acc_float32_flip_tta": 0.9107,
-                      "matches_record": True, "tolerance": 0.001}
+    run["weights"] = {
+        "file": "resnet18-fast-7ddcfbb6.pt",
+        "sha256": "7ddcfbb6" + "0" * 56,
+        "dtype": "float16",
+        "scored_on": "cuda",
+        "test_acc_float32": 0.9061,
+        "test_acc_float32_flip_tta": 0.9107,
+        "matches_record": True,
+        "tolerance": 0.001,
+    }
     table = results.weights_table([older, run])  # a run without published weights has no row
     assert table.rows == [["fast", "resnet18-fast-7ddcfbb6.pt", "7ddcfbb600000000", "90.63", "90.61", "yes", "91.07"]]
     assert "| fast | resnet18-fast-7ddcfbb6.pt |" in table.to_markdown()
@@ -166,8 +198,11 @@ def test_the_appendix_renders_the_real_record_files(name):
     markdown = results.summary_table([run]).to_markdown()
     assert f"| {name} |" in markdown and f"{100 * run['final_test_acc']:.1f}" in markdown
     overall = results.class_accuracy_table([run]).rows[-1]
-    assert overall == ["overall", round(100 * results.REFERENCE_RUN["final_test_acc"], 1),
-                       round(100 * run["final_test_acc"], 1)]
+    assert overall == [
+        "overall",
+        round(100 * results.REFERENCE_RUN["final_test_acc"], 1),
+        round(100 * run["final_test_acc"], 1),
+    ]
     [weights] = results.weights_table([run]).rows
     assert weights[1] == run["weights"]["file"] and weights[3] == f"{100 * run['final_test_acc']:.2f}"
     loss_ax, acc_ax = training_curves(results.run_history(run), label_smoothing=run["config"]["label_smoothing"]).axes

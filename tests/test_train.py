@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from eva9 import train
 from eva9.train import (
     ENV_EPOCHS,
     ENV_PROFILE,
@@ -31,7 +32,6 @@ from eva9.train import (
     prune,
     train_one_epoch,
 )
-from eva9 import train
 from eva9.train import parts as engine_parts
 from eva9.train import runs as engine_runs
 
@@ -91,8 +91,15 @@ def tiny_config(**overrides) -> TrainConfig:
 
 def tiny_fit(out=None, model=None, resume=False, **overrides) -> History:
     train, test = tiny_loaders()
-    return fit(model if model is not None else tiny_model(), tiny_config(**overrides), out=out, resume=resume,
-               quiet=True, train_loader=train, test_loader=test)
+    return fit(
+        model if model is not None else tiny_model(),
+        tiny_config(**overrides),
+        out=out,
+        resume=resume,
+        quiet=True,
+        train_loader=train,
+        test_loader=test,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- profiles
@@ -212,9 +219,7 @@ def test_train_one_epoch_averages_the_loss_over_samples():
 
 
 @pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled, but CUDA is not available")
-@pytest.mark.parametrize(
-    "capability, dtype, scaled", [((7, 5), torch.float16, True), ((9, 0), torch.bfloat16, False)]
-)
+@pytest.mark.parametrize("capability, dtype, scaled", [((7, 5), torch.float16, True), ((9, 0), torch.bfloat16, False)])
 def test_cuda_amp_is_fp16_with_a_scaler_before_ampere_and_bf16_after(monkeypatch, capability, dtype, scaled):
     # A T4 (7.5) can emulate bf16, slowly; it must get fp16 and a GradScaler. An H100 (9.0) gets bf16, unscaled.
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
@@ -230,16 +235,28 @@ def test_cuda_amp_is_fp16_with_a_scaler_before_ampere_and_bf16_after(monkeypatch
 
 def test_a_two_step_resnet18_fit_writes_every_run_file(tiny_folder, tmp_path):
     out = tmp_path / "run"
-    config = profile("smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu",
-                     data_dir=str(tiny_folder))
+    config = profile(
+        "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
+    )
     history = fit(None, config, out=out, quiet=True)  # model=None: ResNet18, 10 images / batch 5 = 2 steps
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
     [record] = history.epochs
-    assert set(record) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds",
-                           "train_images_per_s", "eval_images_per_s"}
+    assert set(record) == {
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "test_loss",
+        "test_acc",
+        "lr",
+        "seconds",
+        "train_images_per_s",
+        "eval_images_per_s",
+    }
     assert record["epoch"] == 1 and 0 <= record["test_acc"] <= 1
     # 10 training and 10 test images, each part taking some of the epoch's seconds
-    assert record["train_images_per_s"] > 10 / record["seconds"] and record["eval_images_per_s"] > 10 / record["seconds"]
+    assert (
+        record["train_images_per_s"] > 10 / record["seconds"] and record["eval_images_per_s"] > 10 / record["seconds"]
+    )
     assert History.load(out) == history and TrainConfig.load(out) == config
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_acc"] == pytest.approx(record["test_acc"]) and metrics["test_images"] == 10
@@ -256,8 +273,17 @@ def test_a_two_step_resnet18_fit_writes_every_run_file(tiny_folder, tmp_path):
 def test_same_seed_gives_the_same_first_epoch_loss(tiny_folder):
     # The real data path (stratified subset, seeded shuffling and augmentation), with a tiny model for speed.
     def first_loss(seed):
-        config = profile("smoke", epochs=1, train_per_class=4, test_per_class=1, batch_size=10, workers=0,
-                         device="cpu", data_dir=str(tiny_folder), seed=seed)
+        config = profile(
+            "smoke",
+            epochs=1,
+            train_per_class=4,
+            test_per_class=1,
+            batch_size=10,
+            workers=0,
+            device="cpu",
+            data_dir=str(tiny_folder),
+            seed=seed,
+        )
         return fit(tiny_model(), config, quiet=True).epochs[0]["train_loss"]
 
     first = first_loss(0)
@@ -302,7 +328,8 @@ def test_resume_with_another_config_is_refused_but_a_constant_run_may_grow(tmp_p
 def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path):
     (tmp_path / "tiny_helpers.py").write_text(HELPERS)
     script = tmp_path / "train_slowly.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
         from tiny_helpers import Slow, tiny_loaders, tiny_model
@@ -312,7 +339,8 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path):
         config = profile("seed", epochs=4, batch_size=10, lr=0.05, schedule="onecycle", workers=0, device="cpu")
         fit(Slow(tiny_model(), 0.1), config, out=sys.argv[1], resume=sys.argv[2] == "resume", quiet=True,
             train_loader=train, test_loader=test)
-    """))
+    """)
+    )
     reference = tiny_fit(model=Slow(tiny_model(), 0.0), epochs=4, lr=0.05, schedule="onecycle")
 
     out = tmp_path / "run"
@@ -389,8 +417,16 @@ def test_train_one_epoch_names_the_first_non_finite_step(sync_every_step):
     model, (train, _) = ExplodesAfter(steps=2), tiny_loaders()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     with pytest.raises(NonFiniteLossError, match=r"at epoch 5, step 3 of 4") as caught:
-        train_one_epoch(model, train, optimizer, nn.CrossEntropyLoss(), "cpu", epoch=5, refresh_every=2,
-                        sync_every_step=sync_every_step)
+        train_one_epoch(
+            model,
+            train,
+            optimizer,
+            nn.CrossEntropyLoss(),
+            "cpu",
+            epoch=5,
+            refresh_every=2,
+            sync_every_step=sync_every_step,
+        )
     assert caught.value.step == 3
 
 
@@ -403,8 +439,16 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_cuda_fit_trains_channels_last_with_amp_from_pinned_worker_batches(tiny_folder, tmp_path):
     from eva9.data import loaders
 
-    config = profile("smoke", epochs=2, train_per_class=4, test_per_class=2, batch_size=10, workers=2,
-                     device="cuda", data_dir=str(tiny_folder))
+    config = profile(
+        "smoke",
+        epochs=2,
+        train_per_class=4,
+        test_per_class=2,
+        batch_size=10,
+        workers=2,
+        device="cuda",
+        data_dir=str(tiny_folder),
+    )
     train, test = loaders(tiny_folder, batch_size=10, workers=2, train_per_class=4, test_per_class=2, device="cuda")
     images, _ = next(iter(train))
     assert train.pin_memory and test.pin_memory and images.is_pinned()
@@ -425,14 +469,15 @@ def test_cuda_fit_trains_channels_last_with_amp_from_pinned_worker_batches(tiny_
 def test_cuda_epoch_learns_under_each_precision(amp_dtype):
     from eva9.train.parts import _grad_scaler
 
-    model, (train, test) = tiny_model().cuda(), tiny_loaders()
+    model, (train, _) = tiny_model().cuda(), tiny_loaders()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     scaler = _grad_scaler(amp_dtype)
     assert (scaler is not None) == (amp_dtype == torch.float16)
     before = evaluate(model, train)[0]
     for _ in range(5):
-        loss, _ = train_one_epoch(model, train, optimizer, nn.CrossEntropyLoss(), "cuda", scaler=scaler,
-                                  amp_dtype=amp_dtype)
+        loss, _ = train_one_epoch(
+            model, train, optimizer, nn.CrossEntropyLoss(), "cuda", scaler=scaler, amp_dtype=amp_dtype
+        )
     assert loss < before and evaluate(model, train)[0] < before
 
 
@@ -491,8 +536,15 @@ def test_an_interrupted_extension_leaves_no_final_files_of_the_shorter_run(tmp_p
     model.register_forward_pre_hook(stop_in_the_second_step)
     train_loader, test_loader = tiny_loaders()
     with pytest.raises(KeyboardInterrupt):
-        fit(model, tiny_config(epochs=2), out=out, resume=True, quiet=True, train_loader=train_loader,
-            test_loader=test_loader)
+        fit(
+            model,
+            tiny_config(epochs=2),
+            out=out,
+            resume=True,
+            quiet=True,
+            train_loader=train_loader,
+            test_loader=test_loader,
+        )
     assert not (out / "model.pt").exists() and not (out / "metrics.json").exists()
     assert len(History.load(out)) == 1
     run = load_run(out)  # the checkpoint of epoch 1: the state history.json describes
@@ -526,10 +578,17 @@ class Recorder(nn.Module):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resumed_and_uninterrupted_real_runs_see_identical_batches_whatever_the_workers(cifar_root, tmp_path,
-                                                                                       workers):
-    config = profile("smoke", epochs=3, train_per_class=2, test_per_class=1, batch_size=10, workers=workers,
-                     device="cpu", data_dir=str(cifar_root))  # 20 real images, augmented: 2 steps per epoch
+def test_resumed_and_uninterrupted_real_runs_see_identical_batches_whatever_the_workers(cifar_root, tmp_path, workers):
+    config = profile(
+        "smoke",
+        epochs=3,
+        train_per_class=2,
+        test_per_class=1,
+        batch_size=10,
+        workers=workers,
+        device="cpu",
+        data_dir=str(cifar_root),
+    )  # 20 real images, augmented: 2 steps per epoch
 
     reference: list = []
     fit(Recorder(reference), config.replace(workers=0), out=tmp_path / "reference", quiet=True)
@@ -545,7 +604,9 @@ def test_resumed_and_uninterrupted_real_runs_see_identical_batches_whatever_the_
     for step, (mine, theirs) in enumerate(zip(seen, reference)):
         assert torch.equal(mine, theirs), f"step {step + 1} differs"
     assert not torch.equal(reference[0], reference[2]), "epoch 2 shuffles and augments anew"
-    final, expected = (torch.load(d / "model.pt", weights_only=True) for d in (tmp_path / "run", tmp_path / "reference"))
+    final, expected = (
+        torch.load(d / "model.pt", weights_only=True) for d in (tmp_path / "run", tmp_path / "reference")
+    )
     assert all(torch.equal(final[k], expected[k]) for k in expected), "same batches, same device: same weights"
 
 
@@ -577,10 +638,16 @@ def test_recorded_metrics_are_float32_even_when_training_uses_autocast(tmp_path,
     assert metrics["test_acc"] == accuracy
 
 
-@pytest.mark.parametrize("setting, device_type, expected", [
-    (None, "cuda", True), (None, "cpu", train.CHANNELS_LAST_ON_CPU), (False, "cuda", False), (True, "cpu", True),
-    (None, "mps", False),
-])
+@pytest.mark.parametrize(
+    "setting, device_type, expected",
+    [
+        (None, "cuda", True),
+        (None, "cpu", train.CHANNELS_LAST_ON_CPU),
+        (False, "cuda", False),
+        (True, "cpu", True),
+        (None, "mps", False),
+    ],
+)
 def test_channels_last_follows_the_config_or_the_measured_default(setting, device_type, expected):
     config = tiny_config(channels_last=setting)
     assert engine_parts._wants_channels_last(config, torch.device(device_type)) == expected

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import fake_image
 
 import eva9.transforms as T
 from eva9.data import MEAN, STD, cifar10, per_class_subset
-
-from conftest import fake_image
 
 IMAGE = fake_image(3, 7)  # uint8 32×32×3, values 1..254
 
@@ -17,7 +16,10 @@ IMAGE = fake_image(3, 7)  # uint8 32×32×3, values 1..254
 def normalized(image: np.ndarray) -> torch.Tensor:
     """What Normalize + ToTensorV2 should give for ``image``, computed by hand."""
     x = torch.from_numpy(image).permute(2, 0, 1).double() / 255
-    return ((x - torch.tensor(MEAN, dtype=torch.float64).view(3, 1, 1)) / torch.tensor(STD, dtype=torch.float64).view(3, 1, 1)).float()
+    return (
+        (x - torch.tensor(MEAN, dtype=torch.float64).view(3, 1, 1))
+        / torch.tensor(STD, dtype=torch.float64).view(3, 1, 1)
+    ).float()
 
 
 def seeded(pipeline, seed: int = 0):

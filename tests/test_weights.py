@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_results import synthetic_run
 
 from eva9 import models, results, weights
-from test_results import synthetic_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,9 +51,11 @@ def no_checkout(monkeypatch, tmp_path) -> None:
 def same_weights(model: torch.nn.Module, state: dict, float16: bool = True) -> bool:
     """The model holds ``state`` (rounded to float16 if ``float16``, as published files are) in float32."""
     loaded = model.state_dict()
-    return all(loaded[k].dtype == v.dtype
-               and torch.equal(loaded[k], v.half().to(v.dtype) if float16 and v.is_floating_point() else v)
-               for k, v in state.items())
+    return all(
+        loaded[k].dtype == v.dtype
+        and torch.equal(loaded[k], v.half().to(v.dtype) if float16 and v.is_floating_point() else v)
+        for k, v in state.items()
+    )
 
 
 def test_the_registry_describes_each_run_without_loading_weights(published, monkeypatch):
@@ -64,7 +66,12 @@ def test_the_registry_describes_each_run_without_loading_weights(published, monk
     assert seed.file.startswith("resnet18-seed-") and seed.file.endswith(f"-{seed.sha256[:8]}.pt")
     assert seed.url == f"{published[1].as_uri()}/weights/{seed.file}"
     meta = seed.meta
-    assert (meta["profile"], meta["epochs"], meta["final_test_acc"], meta["num_params"]) == ("seed", 2, 0.88, 11_173_962)
+    assert (meta["profile"], meta["epochs"], meta["final_test_acc"], meta["num_params"]) == (
+        "seed",
+        2,
+        0.88,
+        11_173_962,
+    )
     assert meta["class_accuracy"]["cat"] == 0.9 and len(meta["class_accuracy"]) == 10
     assert meta["device"] == "NVIDIA H100 80GB HBM3" and meta["date"] == "2025-01-02"
     assert "88.00% test accuracy" in seed.describe() and "'seed'" in seed.describe()
@@ -83,8 +90,9 @@ def test_a_name_loads_the_results_folder_file_into_a_float32_model(published, re
     assert not weights.cache_dir().exists() or not any(weights.cache_dir().iterdir())
 
 
-def test_without_the_file_in_the_checkout_it_downloads_once_checks_the_hash_and_caches(published, reference_state,
-                                                                                      monkeypatch):
+def test_without_the_file_in_the_checkout_it_downloads_once_checks_the_hash_and_caches(
+    published, reference_state, monkeypatch
+):
     results_dir, remote = published
     (results_dir / "weights" / weights.get("seed").file).unlink()
     model = models.resnet18(weights="seed", progress=False)
@@ -174,8 +182,9 @@ def test_preferred_is_seed_then_the_most_accurate_with_its_file_here(published):
     assert weights.preferred() is None  # a checkout never reaches for the network to decide
 
 
-def test_without_a_checkout_records_and_weights_come_from_the_repository(published, reference_state, monkeypatch,
-                                                                        tmp_path):
+def test_without_a_checkout_records_and_weights_come_from_the_repository(
+    published, reference_state, monkeypatch, tmp_path
+):
     no_checkout(monkeypatch, tmp_path)
     assert weights.results_dir() is None
     runs = results.load_recorded_runs()
@@ -203,7 +212,8 @@ def test_hubconf_loads_through_torch_hub(published, reference_state):
 
 def test_the_repository_index_lists_every_record_with_its_hash():
     assert json.loads((REPO / "results" / "index.json").read_text()) == weights.index(REPO / "results"), (
-        "results/index.json is out of date: run `python -c 'from eva9 import weights; weights.write_index()'`")
+        "results/index.json is out of date: run `python -c 'from eva9 import weights; weights.write_index()'`"
+    )
 
 
 def test_every_published_file_is_the_one_its_record_names(monkeypatch):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -155,14 +156,18 @@ class CIFAR10Dataset(Dataset):
                 self.transform.set_random_seed(seed)
         image = self.images[index]
         if self.transform is None:
-            return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255), self.targets[index]
+            return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255), self.targets[
+                index
+            ]
         return self.transform(image=image)["image"], self.targets[index]
 
     def subset(self, indices: Sequence[int]) -> CIFAR10Dataset:
         """The items at ``indices`` as a new dataset with the same transform; image files are not decoded."""
         indices = [int(i) for i in indices]
         images = self.images.take(indices) if isinstance(self.images, ImageFiles) else self.images[indices]
-        return CIFAR10Dataset(images, [self.targets[i] for i in indices], self.transform, self.classes, self.root, self.split)
+        return CIFAR10Dataset(
+            images, [self.targets[i] for i in indices], self.transform, self.classes, self.root, self.split
+        )
 
     def load_images(self) -> CIFAR10Dataset:
         """Decode image files (once) into one uint8 array held in memory; returns self."""
@@ -231,7 +236,9 @@ def _list_image_folder(root: Path, split: str) -> tuple[list[Path], list[int]]:
     """Image paths and labels of ``root/split/<class>/*``, classes in CIFAR-10 order, files sorted by name."""
     split_dir = root / split
     if not split_dir.is_dir():
-        raise CIFAR10Error(f"{split_dir} is missing: the image-folder copy at {root} has no '{split}/' folder. " + LAYOUTS_HELP)
+        raise CIFAR10Error(
+            f"{split_dir} is missing: the image-folder copy at {root} has no '{split}/' folder. " + LAYOUTS_HELP
+        )
     found = {entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith(".")}
     missing, extra = [c for c in CLASSES if c not in found], sorted(found - set(CLASSES))
     if missing or extra:

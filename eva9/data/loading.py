@@ -237,7 +237,10 @@ def loaders(
     test = _test_set(path, test_transform, test_per_class, seed, download)
 
     train_loader = DataLoader(
-        train, sampler=EpochSampler(len(train), seed), drop_last=True, generator=torch.Generator().manual_seed(seed),
+        train,
+        sampler=EpochSampler(len(train), seed),
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
         **options,
     )
     test_loader = DataLoader(

@@ -131,8 +131,9 @@ def confusion_matrix_heatmap(
     ax.imshow(cm, cmap="Blues")
     threshold = cm.max() / 2 if cm.size else 0
     for (t, p), count in np.ndenumerate(cm):
-        ax.text(p, t, f"{count:g}", ha="center", va="center", fontsize=8,
-                color="white" if count > threshold else "black")
+        ax.text(
+            p, t, f"{count:g}", ha="center", va="center", fontsize=8, color="white" if count > threshold else "black"
+        )
     ticks = range(len(names))
     ax.set_xticks(ticks, labels=list(names), rotation=45, ha="right")
     ax.set_yticks(ticks, labels=list(names))
@@ -166,16 +167,32 @@ def reliability_diagram(
     filled = counts > 0
     left, width = edges[:-1][filled], np.diff(edges)[filled]
     accuracy, confidence = np.asarray(table.accuracy)[filled], np.asarray(table.confidence)[filled]
-    top.bar(left, accuracy, width=width, align="edge", color="tab:blue", edgecolor="black", linewidth=0.5,
-            label="accuracy")
-    top.bar(left, confidence - accuracy, bottom=accuracy, width=width, align="edge", facecolor="none", hatch="//",
-            edgecolor="tab:red", linewidth=0.5, label="gap to mean confidence", zorder=3)
+    top.bar(
+        left, accuracy, width=width, align="edge", color="tab:blue", edgecolor="black", linewidth=0.5, label="accuracy"
+    )
+    top.bar(
+        left,
+        confidence - accuracy,
+        bottom=accuracy,
+        width=width,
+        align="edge",
+        facecolor="none",
+        hatch="//",
+        edgecolor="tab:red",
+        linewidth=0.5,
+        label="gap to mean confidence",
+        zorder=3,
+    )
     top.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect calibration", zorder=4)
     top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"Reliability diagram (ECE = {100 * table.ece:.2f}%)")
     top.legend(loc="upper left", fontsize=8)
-    bars = bottom.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="grey", edgecolor="black",
-                      linewidth=0.5)
+    bars = bottom.bar(
+        edges[:-1], counts, width=np.diff(edges), align="edge", color="grey", edgecolor="black", linewidth=0.5
+    )
     bottom.bar_label(bars, labels=[f"{c}" if c else "" for c in counts], fontsize=7)
-    bottom.set(xlabel="confidence (highest softmax probability)", ylabel="predictions",
-               ylim=(0, 1.25 * max(int(counts.max()), 1)))
+    bottom.set(
+        xlabel="confidence (highest softmax probability)",
+        ylabel="predictions",
+        ylim=(0, 1.25 * max(int(counts.max()), 1)),
+    )
     return _finish(fig, path)

@@ -84,7 +84,7 @@ class TrainConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """The inverse of :meth:`to_dict`; unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
@@ -93,11 +93,11 @@ class TrainConfig:
         return cls(**d)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
         """Read ``config.json`` (or the one inside a run folder)."""
         return cls.from_dict(_read_run_json(path, "config.json", "is it a run folder written by fit(out=...)?"))
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (unknown names are an error)."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
@@ -106,7 +106,7 @@ class TrainConfig:
         """Number of training images the config trains on."""
         return 50_000 if self.train_per_class is None else 10 * self.train_per_class
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ValueError naming the first bad field; return self when all are fine."""
 
         def bad(name: str, why: str) -> None:
@@ -174,18 +174,39 @@ class TrainConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     # The course's reference recipe, exactly as the seed notebook ran it.
     "seed": dict(
-        epochs=50, batch_size=128, lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0,
-        schedule="constant", label_smoothing=0.0,
+        epochs=50,
+        batch_size=128,
+        lr=0.01,
+        momentum=0.9,
+        nesterov=False,
+        weight_decay=0.0,
+        schedule="constant",
+        label_smoothing=0.0,
     ),
     # See profile() for the reasoning behind each number.
     "fast": dict(
-        epochs=30, batch_size=512, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
-        schedule="onecycle", warmup=0.25, label_smoothing=0.1,
+        epochs=30,
+        batch_size=512,
+        lr=0.2,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        warmup=0.25,
+        label_smoothing=0.1,
     ),
     # The seed recipe's optimizer for one epoch on 500 training and 250 test images: about a minute on 2 CPU cores.
     "smoke": dict(
-        epochs=1, batch_size=50, lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0,
-        schedule="constant", label_smoothing=0.0, train_per_class=50, test_per_class=25,
+        epochs=1,
+        batch_size=50,
+        lr=0.01,
+        momentum=0.9,
+        nesterov=False,
+        weight_decay=0.0,
+        schedule="constant",
+        label_smoothing=0.0,
+        train_per_class=50,
+        test_per_class=25,
     ),
 }
 """Named recipes (field overrides of :class:`TrainConfig`)."""
@@ -210,7 +231,8 @@ def profile(name: str | None = None, **overrides: Any) -> TrainConfig:
       Müller et al. 2019), which regularizes the over-confident final epochs of a short schedule. The same
       ingredients (one-cycle, Nesterov, wd 5e-4, batch 512, label smoothing) are what David Page's DAWNBench
       ResNet-9 used to reach 94% in 24 epochs. Measured on an H100 (``results/fast.json``), it misses both aims:
-      90.63% after 30 epochs (91.07% with flip test-time augmentation), 87% first at epoch 23. Two first tuning trials (``benchmarks/README.md``) did not beat it.
+      90.63% after 30 epochs (91.07% with flip test-time augmentation), 87% first at epoch 23. Two first tuning trials
+      (``benchmarks/README.md``) did not beat it.
     - ``smoke``: one epoch on 50 training and 25 test images per class (500 / 250) at batch 50 with the seed's
       optimizer: a plumbing check that finishes in about a minute on a 2-core CPU, not a result.
     """

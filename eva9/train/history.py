@@ -35,14 +35,14 @@ class History:
         return {"epochs": [dict(e) for e in self.epochs]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, d: dict) -> History:
         """The inverse of :meth:`to_dict`."""
         if not isinstance(d, dict) or not isinstance(d.get("epochs"), list):
             raise ValueError('a history must be a dict {"epochs": [...]}')
         return cls([dict(e) for e in d["epochs"]])
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "History":
+    def load(cls, path: str | os.PathLike) -> History:
         """Read a ``history.json`` file (or the ``history.json`` inside a run folder)."""
         return cls.from_dict(_read_run_json(path, "history.json", "train with out=... to write one"))
 

@@ -196,6 +196,8 @@ def train_one_epoch(
         bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
     try:
         for step, (images, labels) in enumerate(loader, start=1):
+            # The step below appears in the book and keeps its lines within its page.
+            # fmt: off
             # The training step begins here (the book's training chapter shows it).
             images, labels = _to_device(images, labels, device, channels_last)
             with _autocast(device, amp_dtype):  # bf16/fp16 on a GPU with amp, else float32
@@ -219,6 +221,7 @@ def train_one_epoch(
             if scheduler is not None:
                 scheduler.step()  # the learning rate for the next step
             # The training step ends here.
+            # fmt: on
             n = labels.size(0)
             loss_sum += loss.detach().to(sum_device).double() * n
             correct += (logits.detach().argmax(1) == labels).sum()
@@ -227,8 +230,9 @@ def train_one_epoch(
                 if not check_every_step:
                     check()
                 if bar is not None:
-                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}",
-                                    refresh=False)
+                    bar.set_postfix(
+                        loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}", refresh=False
+                    )
             if bar is not None:
                 bar.update(1)
     finally:

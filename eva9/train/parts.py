@@ -47,8 +47,13 @@ def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps
         warmup = min(max(config.warmup, 1.5 / total), 1 - 0.5 / total)
         # cycle_momentum=False: OneCycleLR would otherwise cycle momentum 0.85-0.95 and ignore config.momentum.
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total, pct_start=warmup,
-            div_factor=25.0, final_div_factor=1e4, cycle_momentum=False,
+            optimizer,
+            max_lr=config.lr,
+            total_steps=total,
+            pct_start=warmup,
+            div_factor=25.0,
+            final_div_factor=1e4,
+            cycle_momentum=False,
         )
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
@@ -82,9 +87,13 @@ def _training_parts(
         torch.backends.cudnn.benchmark = True
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
         weight_decay=config.weight_decay,
     )
     amp_dtype = _amp_dtype(device, config.amp)
-    return _TrainingParts(criterion, optimizer, _make_scheduler(config, optimizer, steps_per_epoch), amp_dtype,
-                          _grad_scaler(amp_dtype))
+    return _TrainingParts(
+        criterion, optimizer, _make_scheduler(config, optimizer, steps_per_epoch), amp_dtype, _grad_scaler(amp_dtype)
+    )

@@ -145,8 +145,11 @@ def _summary_line(record: dict, epochs: int) -> str:
         f"epoch {record['epoch']:>3}/{epochs}  train loss {record['train_loss']:.4f} acc {record['train_acc']:6.2%}"
         f"  test loss {record['test_loss']:.4f} acc {record['test_acc']:6.2%}  lr {record['lr']:.4g}"
         f"  {record['seconds']:.1f}s"
-        + (f" ({record['train_images_per_s']:,.0f} img/s train, {record['eval_images_per_s']:,.0f} eval)"
-           if "train_images_per_s" in record else "")
+        + (
+            f" ({record['train_images_per_s']:,.0f} img/s train, {record['eval_images_per_s']:,.0f} eval)"
+            if "train_images_per_s" in record
+            else ""
+        )
     )
 
 
@@ -216,9 +219,13 @@ def fit(
         from ..data import loaders
 
         default_train, default_test = loaders(
-            config.data_dir, batch_size=config.batch_size, workers=config.workers,
-            train_per_class=config.train_per_class, test_per_class=config.test_per_class,
-            seed=config.seed, device=device,
+            config.data_dir,
+            batch_size=config.batch_size,
+            workers=config.workers,
+            train_per_class=config.train_per_class,
+            test_per_class=config.test_per_class,
+            seed=config.seed,
+            device=device,
         )
         train_loader = train_loader if train_loader is not None else default_train
         test_loader = test_loader if test_loader is not None else default_test
@@ -257,8 +264,16 @@ def fit(
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, criterion, device, scheduler, scaler, amp_dtype,
-            progress=show_bar, epoch=epoch,
+            model,
+            train_loader,
+            optimizer,
+            criterion,
+            device,
+            scheduler,
+            scaler,
+            amp_dtype,
+            progress=show_bar,
+            epoch=epoch,
         )
         trained = time.perf_counter()  # train_one_epoch ends by reading its sums, so the device has finished
         last_preds = predict(model, test_loader)  # float32: the accuracy `eva9 evaluate` and the book will find
@@ -266,10 +281,17 @@ def fit(
         finished = time.perf_counter()
         seconds = finished - started
         train_seconds += seconds
-        record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-                      test_acc=test_acc, lr=lr, seconds=seconds,
-                      train_images_per_s=_images_per_epoch(train_loader) / (trained - started),
-                      eval_images_per_s=last_preds.labels.numel() / (finished - trained))
+        record = dict(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_acc=train_acc,
+            test_loss=test_loss,
+            test_acc=test_acc,
+            lr=lr,
+            seconds=seconds,
+            train_images_per_s=_images_per_epoch(train_loader) / (trained - started),
+            eval_images_per_s=last_preds.labels.numel() / (finished - trained),
+        )
         history.epochs.append(record)
         if out is not None:
             _save_atomic(
@@ -307,7 +329,9 @@ def _finished_epochs(out: Path) -> int:
     try:
         return int(json.loads((out / "metrics.json").read_text(encoding="utf-8"))["epochs"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"cannot read {out / 'metrics.json'}: {error!r}. Delete the run folder to start over") from None
+        raise ValueError(
+            f"cannot read {out / 'metrics.json'}: {error!r}. Delete the run folder to start over"
+        ) from None
 
 
 def _remove_final_files(out: Path) -> None:

@@ -47,9 +47,16 @@ def start_chromium(*extra_flags: str):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--no-first-run",
-        "--window-size=1400,1000", "--hide-scrollbars", *extra_flags,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        "--hide-scrollbars",
+        *extra_flags,
     ):
         options.add_argument(flag)
     # An explicit driver path: Selenium Manager never runs, so nothing is downloaded.
@@ -157,9 +164,15 @@ WIDE_CODE_TODAY = {"intro", "data", "augmentations", "resnet18", "training", "gr
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(name, marks=pytest.mark.xfail(
-            strict=True, reason="chapter content: a code line or output is wider than the page (see WIDE_CODE_TODAY)"))
-        if name in WIDE_CODE_TODAY else name
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="chapter content: a code line or output is wider than the page (see WIDE_CODE_TODAY)",
+            ),
+        )
+        if name in WIDE_CODE_TODAY
+        else name
         for name in PAGES
     ],
 )
@@ -183,7 +196,8 @@ def test_no_code_block_or_output_scrolls_sideways(browser, name):
 def test_math_renders_from_the_book_itself_with_the_network_blocked(offline_browser):
     blocked = offline_browser.execute_async_script(
         """const done = arguments[arguments.length - 1];
-        fetch('https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-svg-full.js').then(() => done(false), () => done(true));"""
+        fetch('https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-svg-full.js')
+            .then(() => done(false), () => done(true));"""
     )
     assert blocked, "the offline browser reached the internet, so this check would prove nothing"
     pages_with_math = 0
@@ -218,7 +232,9 @@ def test_math_renders_from_the_book_itself_with_the_network_blocked(offline_brow
 
 
 def test_solutions_start_hidden_and_open_on_click(browser):
-    pages = [name for name in PAGES if 'class="solution' in (HTML / "book" / f"{name}.html").read_text(encoding="utf-8")]
+    pages = [
+        name for name in PAGES if 'class="solution' in (HTML / "book" / f"{name}.html").read_text(encoding="utf-8")
+    ]
     if not pages:
         pytest.skip("no chapter has a {solution} yet")
     for name in pages:
