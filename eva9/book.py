@@ -94,7 +94,7 @@ def profile_name() -> str:
         return name
     if _has_accelerator():
         return "seed"
-    print("No GPU here: using the smoke profile (500 training images), so accuracies stay far below a full run.")
+    print("No GPU here: training uses the smoke profile (500 images), far from a full run.")
     return "smoke"
 
 
