@@ -29,10 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from eva9.data import loaders  # noqa: E402
 from eva9.train import build_model, predict, profile, train_one_epoch  # noqa: E402
 from eva9.train.loop import _to_device  # noqa: E402
-from eva9.train.parts import _training_parts  # noqa: E402
+from eva9.train.parts import _loaders, _training_parts  # noqa: E402
 from eva9.train.runs import _images_per_epoch  # noqa: E402
 from eva9.utils import pick_device, seed_everything  # noqa: E402
 
@@ -86,15 +85,7 @@ def measure_profile(name: str, settings: dict[str, Any], root: str | None) -> di
     )
     device = pick_device(config.device)
     seed_everything(config.seed)
-    train_loader, test_loader = loaders(
-        config.data_dir,
-        batch_size=config.batch_size,
-        workers=config.workers,
-        train_per_class=config.train_per_class,
-        test_per_class=config.test_per_class,
-        seed=config.seed,
-        device=device,
-    )
+    train_loader, test_loader = _loaders(config, device)  # as fit builds them
     model = build_model(config.model)
     steps, train_images = len(train_loader), _images_per_epoch(train_loader)
     # fit's model placement, criterion, optimizer and precision; no scheduler: the lr does not change the speed

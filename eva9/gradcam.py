@@ -1,12 +1,12 @@
-"""GradCAM (Selvaraju et al. 2017): where in the image a class's evidence lies, at any number of layers at once.
+"""GradCAM for the course: the maps (:mod:`eva9.cam`, every name re-exported here) and two checks that a map means
+something.
 
-For a feature map ``A`` (K channels) and the pre-softmax score ``y`` of the target class, the channel weights are
-the spatial means of ``dy/dA`` and the map is ``ReLU(sum_k w_k A_k)``, bilinearly upsampled to the input size and
-min-max scaled to [0, 1] per image. :func:`gradcam_map` is that definition and nothing else.
-
-:class:`GradCAM` gets every requested layer's map from one forward and one backward pass: forward hooks keep the
-layers' outputs, and ``torch.autograd.grad`` differentiates the target scores with respect to exactly those
-tensors, so no gradient reaches the parameters' ``.grad`` and the backward pass stops at the earliest layer.
+- The randomisation sanity check (Adebayo et al., 2018): maps of the trained network against those of a copy whose
+  weights are random (:func:`randomized_copy`, :func:`randomization_check`), compared by the rank correlation of
+  each image's two maps (:func:`map_rank_correlation`). Maps that survive randomisation explain the architecture and
+  the input, not what the network learned.
+- The deletion test: blank the pixels a map rates highest, and as baselines as many random pixels or random blobs,
+  and measure how much the explained class's probability drops (:func:`deletion_test`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The maps themselves (the math, the hooks, GradCAM, the overlay) are in eva9.cam; this module adds the checks of the
-# maps and keeps every name importable as eva9.gradcam.X.
 from .cam import (  # noqa: F401 - re-exported, as are the private helpers that eva9.plots and the checks use
     CAMResult,
     GradCAM,

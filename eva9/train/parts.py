@@ -1,5 +1,5 @@
-"""What :func:`~eva9.train.fit` trains a model with: the loss, SGD, the learning-rate schedule, mixed precision
-(bf16 or fp16 with a GradScaler on CUDA) and the channels-last memory format."""
+"""What :func:`~eva9.train.fit` trains a model with: the loaders, the loss, SGD, the learning-rate schedule, mixed
+precision (bf16 or fp16 with a GradScaler on CUDA) and the channels-last memory format."""
 
 from __future__ import annotations
 
@@ -18,6 +18,21 @@ CHANNELS_LAST_ON_CPU = True
 Measured by ``benchmarks/bench_engine.py`` (``benchmarks/results/engine.json``): on this project's 2-core CPU one
 ResNet18 training step of 128 ran 1.14× faster channels-last (17.3 against 14.5 images/s, 8 interleaved rounds,
 2 torch threads; the issue's own A/B gave 1.26×). Other CPUs may differ: set ``TrainConfig.channels_last``."""
+
+
+def _loaders(config: TrainConfig, device: torch.device):
+    """The training and test loaders of ``config``: its data folder, batch size, workers, subsets and seed."""
+    from ..data import loaders  # Albumentations loads only when a run needs data
+
+    return loaders(
+        config.data_dir,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        train_per_class=config.train_per_class,
+        test_per_class=config.test_per_class,
+        seed=config.seed,
+        device=device,
+    )
 
 
 def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:

@@ -34,7 +34,7 @@ from ..utils import pick_device, seed_everything
 from .config import TrainConfig, build_model, profile
 from .history import History, _save_atomic, _write_text_atomic
 from .loop import Predictions, _loss_and_accuracy, _want_progress, predict, train_one_epoch
-from .parts import _training_parts
+from .parts import _loaders, _training_parts
 
 __all__ = ["RUN_FILES", "Run", "fit", "load_run", "prune"]
 
@@ -216,17 +216,7 @@ def fit(
     if model is None:
         model = build_model(config.model)
     if train_loader is None or test_loader is None:
-        from ..data import loaders
-
-        default_train, default_test = loaders(
-            config.data_dir,
-            batch_size=config.batch_size,
-            workers=config.workers,
-            train_per_class=config.train_per_class,
-            test_per_class=config.test_per_class,
-            seed=config.seed,
-            device=device,
-        )
+        default_train, default_test = _loaders(config, device)
         train_loader = train_loader if train_loader is not None else default_train
         test_loader = test_loader if test_loader is not None else default_test
 
