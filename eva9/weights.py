@@ -159,8 +159,11 @@ def _remote_record_paths() -> list[Path]:
     return paths
 
 
-def record_paths() -> list[Path]:
-    """Local paths of every recorded run's JSON: the results folder's, or (without one) downloaded copies."""
+def record_paths(directory: str | os.PathLike | None = None) -> list[Path]:
+    """Local paths of every recorded run's JSON in ``directory`` ([] if it is no folder); without one, the results
+    folder's, or (where there is none) downloaded copies."""
+    if directory is not None:
+        return _local_record_paths(Path(directory)) if Path(directory).is_dir() else []
     directory = results_dir()
     return _local_record_paths(directory) if directory is not None else _remote_record_paths()
 

@@ -181,13 +181,8 @@ def load_recorded_runs(directory: str | os.PathLike | None = None) -> list[dict]
     installed without a checkout (Colab), the published records downloaded from the repository and hash-checked
     (see ``eva9.weights``). ``run["name"]`` is the file's name without ``.json``.
     """
-    if directory is None:
-        paths = record_paths()
-    else:
-        directory = Path(directory)
-        paths = sorted(p for p in directory.glob("*.json") if p.name != "index.json") if directory.is_dir() else []
     runs = []
-    for path in paths:
+    for path in record_paths(directory):
         run = load_run_file(path)
         run["name"] = path.stem
         runs.append(run)
