@@ -171,18 +171,20 @@ class TrainConfig:
         return self
 
 
+_SEED_RECIPE: dict[str, Any] = dict(
+    epochs=50,
+    batch_size=128,
+    lr=0.01,
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=0.0,
+    schedule="constant",
+    label_smoothing=0.0,
+)
+"""The course's reference recipe, exactly as the seed notebook ran it."""
+
 PROFILES: dict[str, dict[str, Any]] = {
-    # The course's reference recipe, exactly as the seed notebook ran it.
-    "seed": dict(
-        epochs=50,
-        batch_size=128,
-        lr=0.01,
-        momentum=0.9,
-        nesterov=False,
-        weight_decay=0.0,
-        schedule="constant",
-        label_smoothing=0.0,
-    ),
+    "seed": dict(_SEED_RECIPE),
     # See profile() for the reasoning behind each number.
     "fast": dict(
         epochs=30,
@@ -196,18 +198,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         label_smoothing=0.1,
     ),
     # The seed recipe's optimizer for one epoch on 500 training and 250 test images: about a minute on 2 CPU cores.
-    "smoke": dict(
-        epochs=1,
-        batch_size=50,
-        lr=0.01,
-        momentum=0.9,
-        nesterov=False,
-        weight_decay=0.0,
-        schedule="constant",
-        label_smoothing=0.0,
-        train_per_class=50,
-        test_per_class=25,
-    ),
+    "smoke": dict(_SEED_RECIPE, epochs=1, batch_size=50, train_per_class=50, test_per_class=25),
 }
 """Named recipes (field overrides of :class:`TrainConfig`)."""
 
