@@ -8,6 +8,7 @@ They are written for Albumentations 2.x, whose argument names differ from 1.x: t
 from __future__ import annotations
 
 import random
+import textwrap
 from collections.abc import Sequence
 
 import albumentations as A
@@ -18,7 +19,7 @@ from albumentations.pytorch import ToTensorV2
 
 from .constants import MEAN, STD
 
-__all__ = ["Pipeline", "train_transforms", "test_transforms", "denormalize"]
+__all__ = ["Pipeline", "train_transforms", "test_transforms", "denormalize", "listing"]
 
 _MASK64 = 2**64 - 1
 _PCG_INCREMENT = 0xDA3E39CB94B95BDB_2D5A43A6F7D6B5A1 | 1  # any odd number: PCG64's stream constant
@@ -149,3 +150,14 @@ def denormalize(x: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[flo
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x * s + m).clamp_(0, 1)
+
+
+def listing(pipeline: A.Compose, width: int = 80) -> str:
+    """The pipeline's steps, one per line as ``Name(arg=value, ...)``, wrapped at ``width`` characters."""
+    if width < 20:
+        raise ValueError(f"width must be at least 20 characters, got {width}")
+    lines = []
+    for step in pipeline:
+        args = ", ".join(f"{key}={value}".replace(" ", "") for key, value in step.get_transform_init_args().items())
+        lines.append(textwrap.fill(f"{type(step).__name__}({args})", width, subsequent_indent="  "))
+    return "\n".join(lines)

@@ -155,3 +155,18 @@ def test_flip_and_crop_decisions_are_uncorrelated(reseed_each):
             assert abs(np.corrcoef(a, b)[0, 1]) < 0.12, f"flip correlates with a crop offset at lag {lag}"
             assert abs(np.corrcoef(flips[lag:], offsets[: len(offsets) - lag])[0, 1]) < 0.12
     assert abs(np.corrcoef(dy, dx)[0, 1]) < 0.12, "row and column offsets come from independent draws"
+
+
+def test_listing_names_every_step_in_order_one_per_line_within_the_width():
+    pipeline = T.train_transforms(cutout_size=12)
+    text = T.listing(pipeline, width=60)
+    heads = [line for line in text.splitlines() if not line.startswith("  ")]
+    assert [head.split("(")[0] for head in heads] == [type(step).__name__ for step in pipeline]
+    assert max(len(line) for line in text.splitlines()) <= 60
+    assert "hole_height_range=(12,12)" in text.replace("\n  ", " ")
+    assert T.listing(T.test_transforms()).splitlines()[0].startswith("Normalize(")
+
+
+def test_listing_refuses_a_width_too_narrow_to_read():
+    with pytest.raises(ValueError, match="width"):
+        T.listing(T.test_transforms(), width=5)
