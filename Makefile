@@ -19,7 +19,7 @@ export EVA9_DATA_DIR := $(abspath $(EVA9_DATA_DIR))
 endif
 
 .PHONY: setup book test imports unit notebooks notebooks-unpublished pairing book-strict browser-check chromium mathjax lint workflows citation \
-	set-repository clean
+	set-repository student clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install -r requirements.txt
 	touch $@
 
-book: $(STAMP) $(MATHJAX)
+book: $(STAMP) $(MATHJAX) student
 	$(BIN)/jupyter-book build .
 	@echo "Book built: open _build/html/index.html"
 
@@ -58,8 +58,13 @@ pairing: $(STAMP)
 	$(BIN)/jupytext --to ipynb --update book/*.md
 	git diff --exit-code -- '*.ipynb'
 
-book-strict: $(STAMP) $(MATHJAX)
+book-strict: $(STAMP) $(MATHJAX) student
 	$(BIN)/jupyter-book build . -W -n --keep-going
+
+# The student edition: every chapter's notebook without the exercise solutions, and their zip, which the intro links
+# as a download (so the book's builds make it first).
+student: $(STAMP)
+	$(BIN)/python tools/student_edition.py _build/student
 
 browser-check: $(STAMP) chromium
 	$(BIN)/pytest tests/html
