@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="?", type=Path, default=ROOT / "_build" / "student")
     args = parser.parse_args(argv)
     removed = write_edition(args.out, chapters())
-    print(f"student edition: {len(removed)} chapters, {sum(removed.values())} solutions removed → {args.out / ZIP_NAME}")
+    solutions = sum(removed.values())
+    print(f"student edition: {len(removed)} chapters, {solutions} solutions removed → {args.out / ZIP_NAME}")
     return 0
 
 
