@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -199,7 +200,7 @@ def test_gradcam_grid_has_a_row_per_image_and_a_column_per_layer(tmp_path):
     cams = {layer: torch.rand(5, 32, 32) for layer in layers}
     images = normalize(torch.rand(5, 3, 32, 32))
     fig = plots.gradcam_grid(images, cams, [0, 1, 2, 3, 4], [0, 1, 5, 3, 9], layers, path=tmp_path / "cam.png")
-    assert len(fig.axes) == 25  # 5 images × (original + 4 layers), as the course shows
+    assert len(fig.axes) == 25 + 1  # 5 images × (original + 4 layers), as the course shows, and the colour bar
     assert [ax.get_title() for ax in fig.axes[:5]] == ["true: plane\npred: plane"] + layers
     assert [fig.axes[5 * row].get_title() for row in range(5)] == [
         "true: plane\npred: plane",
@@ -210,6 +211,17 @@ def test_gradcam_grid_has_a_row_per_image_and_a_column_per_layer(tmp_path):
     ]
     assert all(ax.get_title() == "" for row in range(1, 5) for ax in fig.axes[5 * row + 1 : 5 * row + 5])
     assert_png(tmp_path / "cam.png")
+
+
+def test_gradcam_grid_has_a_colour_bar_saying_what_blue_and_red_mean():
+    fig = plots.gradcam_grid(normalize(torch.rand(2, 3, 8, 8)), {"layer4": torch.rand(2, 8, 8)}, [0, 1])
+    bar = fig.axes[-1]
+    label = bar.get_xlabel()
+    assert "blue 0: no evidence for the class" in label and "red 1: its strongest evidence" in label
+    assert bar.get_xlim() == (0, 1)  # the maps' range
+    [scale] = [c for c in bar.collections if isinstance(c, QuadMesh)]  # the bar's colours
+    assert scale.cmap.name == "jet"  # the overlay's colormap
+    assert [float(t) for t in bar.get_xticks()] == [0.0, 0.5, 1.0]
 
 
 def test_gradcam_grid_cells_are_the_overlay_of_their_rows_image_and_their_columns_layer():
@@ -244,7 +256,7 @@ def test_gradcam_grid_takes_predictions_and_layers_from_a_gradcam_result():
     with GradCAM(Tiny(), ["conv"]) as cam:
         result = cam(images)
     fig = plots.gradcam_grid(images, result, [0, 1])
-    assert len(fig.axes) == 4
+    assert len(fig.axes) == 4 + 1  # and the colour bar
     names = [plots.SHORT_NAMES[p] for p in result.predictions.tolist()]
     assert fig.axes[0].get_title() == f"true: plane\npred: {names[0]}"
     assert fig.axes[1].get_title() == "conv"
@@ -290,3 +302,26 @@ def test_confusion_matrix_heatmap_writes_every_count_in_its_cell(tmp_path):
 def test_new_figures_render_as_png_for_jupyter():
     fig = plots.class_accuracy_bars(np.full(10, 0.9))
     assert fig._repr_png_()[:8] == PNG_MAGIC
+
+
+def test_mistake_titles_have_enough_decimals_for_different_confidences_to_read_differently():
+    images = normalize(torch.rand(4, 3, 8, 8))
+    fig = plots.image_grid(images, [3, 3, 3, 3], [5, 5, 5, 5], [0.9991, 0.9987, 0.999, 0.5])
+    assert [ax.get_title() for ax in fig.axes] == [
+        "cat → dog (0.9991)",
+        "cat → dog (0.9987)",
+        "cat → dog (0.9990)",
+        "cat → dog (0.5000)",
+    ]
+    equal = plots.image_grid(images[:2], [3, 3], [5, 5], [0.97, 0.97])  # equal values need no more digits
+    assert [ax.get_title() for ax in equal.axes] == ["cat → dog (0.97)", "cat → dog (0.97)"]
+
+
+def test_blanked_grid_labels_each_row_with_its_class_and_each_column_with_its_mask():
+    images = normalize(torch.rand(3, 3, 8, 8))
+    masks = {"top": torch.zeros(3, 8, 8, dtype=torch.bool), "random": torch.ones(3, 8, 8, dtype=torch.bool)}
+    fig = plots.blanked_grid(images, masks, labels=[0, 2, 7])
+    assert [fig.axes[3 * row].get_ylabel() for row in range(3)] == ["plane", "bird", "horse"]
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["intact", "top", "random"]
+    unlabelled = plots.blanked_grid(images, masks)
+    assert [unlabelled.axes[3 * row].get_ylabel() for row in range(3)] == ["image 1", "image 2", "image 3"]

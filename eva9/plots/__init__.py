@@ -6,21 +6,27 @@ made without pyplot: nothing accumulates in pyplot's global state, nothing needs
 each figure once (as the cell's value) rather than twice.
 
 The figures live in two modules, :mod:`eva9.plots.images` (pictures) and :mod:`eva9.plots.charts` (numbers),
-with their shared helpers in :mod:`eva9.plots.base`; every figure is importable from ``eva9.plots``.
+with their shared helpers in :mod:`eva9.plots.base`
+and the network's figure in :mod:`eva9.plots.network`; every figure is importable from ``eva9.plots``.
 """
 
 from eva9.analysis import SHORT_NAMES  # noqa: F401  (the class names the figures use)
 
+from .base import BOOK_COLUMN_PX
 from .charts import class_accuracy_bars, confusion_matrix_heatmap, reliability_diagram, training_curves
 from .images import augmentation_grid, blanked_grid, gradcam_grid, image_grid
+from .network import network_diagram, network_layout
 
 __all__ = [
+    "BOOK_COLUMN_PX",
     "augmentation_grid",
     "blanked_grid",
     "class_accuracy_bars",
     "confusion_matrix_heatmap",
     "gradcam_grid",
     "image_grid",
+    "network_diagram",
+    "network_layout",
     "reliability_diagram",
     "training_curves",
 ]

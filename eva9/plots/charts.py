@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from eva9.analysis import SHORT_NAMES, ReliabilityTable
 from eva9.results import TARGET_ACCURACY
 
-from .base import PathLike, _axes_grid, _Figure, _finish, _single_axes
+from .base import MAX_WIDTH_IN, PathLike, _axes_grid, _Figure, _finish, _single_axes
 
 __all__ = ["training_curves", "class_accuracy_bars", "confusion_matrix_heatmap", "reliability_diagram"]
 
@@ -72,7 +72,7 @@ def training_curves(
     if axes is not None:
         fig, (loss_ax, acc_ax) = _axes_grid(2, 2, axes)
     else:
-        fig = _Figure(figsize=(10, 3.8), layout="constrained")
+        fig = _Figure(figsize=(MAX_WIDTH_IN, 3.8), layout="constrained")
         loss_ax, acc_ax = fig.subplots(1, 2)
     if label_smoothing:
         train_loss = f"train: cross-entropy label-smoothed {label_smoothing:g}, mean over the epoch"
@@ -189,7 +189,7 @@ def reliability_diagram(
     bars = bottom.bar(
         edges[:-1], counts, width=np.diff(edges), align="edge", color="grey", edgecolor="black", linewidth=0.5
     )
-    bottom.bar_label(bars, labels=[f"{c}" if c else "" for c in counts], fontsize=7)
+    bottom.bar_label(bars, labels=[f"{c}" if c else "" for c in counts], fontsize=8)
     bottom.set(
         xlabel="confidence (highest softmax probability)",
         ylabel="predictions",

@@ -7,12 +7,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from eva9.analysis import SHORT_NAMES
 from eva9.gradcam import overlay
 
-from .base import PathLike, _axes_grid, _finish, _ints, _name, _show, _title
+from .base import PathLike, _axes_grid, _distinct_decimals, _finish, _ints, _name, _show, _title
 
 __all__ = ["image_grid", "augmentation_grid", "gradcam_grid", "blanked_grid"]
 
@@ -29,7 +31,8 @@ def image_grid(
     axes=None,
     path: PathLike | None = None,
 ) -> Figure:
-    """Images with their class as title, or ``true → predicted (p)`` where a prediction is wrong.
+    """Images with their class as title, or ``true → predicted (p)`` where a prediction is wrong, ``p`` with as
+    many decimals as it takes for different confidences to read differently (at least two).
 
     ``images``: a B×3×H×W tensor (normalized as the loaders give them unless ``normalized=False``) or a sequence
     of H×W×3 float images in [0, 1].
@@ -43,6 +46,7 @@ def image_grid(
         confidences = [float(c) for c in (confidences.tolist() if hasattr(confidences, "tolist") else confidences)]
         if len(confidences) != n:
             raise ValueError(f"got {len(confidences)} confidences for {n} images")
+        confidences = _distinct_decimals(confidences)
     fig, grid = _axes_grid(n, ncols, axes, extra_height=0.3)
     for i, ax in enumerate(grid):
         title = _title(names, labels[i], preds[i] if preds else None, confidences[i] if confidences else None)
@@ -100,6 +104,7 @@ def gradcam_grid(
     path: PathLike | None = None,
 ) -> Figure:
     """Rows = images, columns = the image and its GradCAM overlay at each layer; rows titled true/predicted class.
+    A colour bar under the overlays (the figure's last axes) says what blue and red mean.
 
     ``images``: normalized B×3×H×W (as the loaders give them); ``cams``: a :class:`eva9.gradcam.CAMResult` or any
     mapping layer → B×H×W maps in [0, 1]. ``labels`` may be None for images whose class is unknown (a photo of
@@ -136,19 +141,39 @@ def gradcam_grid(
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(layer, fontsize=9)
+    _colour_bar(fig, [grid[row * columns + col] for row in range(n) for col in range(1, columns)], colormap)
     return _finish(fig, path)
+
+
+def _colour_bar(fig: Figure, axes: list, colormap: str) -> None:
+    """The scale of the maps under the overlay columns: what blue and red mean."""
+    bar = fig.colorbar(
+        ScalarMappable(norm=Normalize(0, 1), cmap=colormap),
+        ax=axes,
+        orientation="horizontal",
+        fraction=0.05,
+        pad=0.02,
+        aspect=40,
+        ticks=[0, 0.5, 1],
+    )
+    bar.ax.tick_params(labelsize=8)
+    bar.set_label("GradCAM map, scaled per image\nblue 0: no evidence for the class · red 1: its strongest evidence")
+    bar.ax.xaxis.label.set_fontsize(8)
 
 
 def blanked_grid(
     images,
     masks: Mapping[str, torch.Tensor],
+    labels=None,
     *,
+    names: Sequence[str] = SHORT_NAMES,
     axes=None,
     path: PathLike | None = None,
 ) -> Figure:
     """Rows = images, columns = the intact image and, per named B×H×W boolean mask, the image with the mask's
     pixels blanked to the training set's mean colour (0 in normalised space), as :func:`eva9.gradcam.deletion_test`
-    blanks them. ``images``: normalized B×3×H×W."""
+    blanks them. Each row is labelled on the left with its image's class (``labels``) or its number, each column
+    with its mask's name. ``images``: normalized B×3×H×W."""
     images = torch.as_tensor(images).detach().cpu()
     n = len(images)
     if n == 0 or not masks:
@@ -156,10 +181,12 @@ def blanked_grid(
     for name, mask in masks.items():
         if tuple(mask.shape) != (n, *images.shape[-2:]):
             raise ValueError(f"mask {name!r} has shape {tuple(mask.shape)}, images need {(n, *images.shape[-2:])}")
+    labels = _ints(labels, n, "labels")
     columns = 1 + len(masks)
     fig, grid = _axes_grid(n * columns, columns, axes, panel=1.5, extra_height=0.25)
     for row in range(n):
         _show(grid[row * columns], images[row], normalized=True, title="intact" if row == 0 else None)
+        grid[row * columns].set_ylabel(_name(names, labels[row]) if labels else f"image {row + 1}", fontsize=9)
         for col, (name, mask) in enumerate(masks.items(), start=1):
             blanked = images[row].masked_fill(mask[row].cpu()[None], 0.0)
             _show(grid[row * columns + col], blanked, normalized=True, title=name if row == 0 else None)

@@ -2,9 +2,11 @@
 
 Run after `jupyter-book build .`: every chapter page loads, its images decode, figure-bearing chapters show
 figures, each chapter's Colab link opens that chapter's .ipynb, and the navigation lists all seven chapters.
-No code block or cell output is wider than the page column (none scrolls sideways), and math renders from the
-book's own MathJax with the network blocked, as it must in a book opened from disk.
-A screenshot of the GradCAM page is saved to _build/screenshots/gradcam.png (a CI artifact).
+At both laptop window sizes, 1280×800 and 1400×1000, no code block, cell output or table is wider than the page
+column (none scrolls sideways or is cut off at the right edge), and no figure is shown narrower than the column
+width that the figures' font sizes assume (``eva9.plots.BOOK_COLUMN_PX``, tested in tests/test_plots.py). Math
+renders from the book's own MathJax with the network blocked, as it must in a book opened from disk.
+Screenshots of the GradCAM page and of every chapter at 1280×800 are saved to _build/screenshots/ (CI artifacts).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-def start_chromium(*extra_flags: str):
-    """Headless Chromium through Debian's chromedriver, 1400×1000, with ``extra_flags`` added."""
+def start_chromium(*extra_flags: str, size: str = "1400,1000"):
+    """Headless Chromium through Debian's chromedriver, a window of ``size`` pixels, with ``extra_flags`` added."""
     if not (HTML / "index.html").is_file():
         pytest.fail(f"no built book at {HTML}: run `jupyter-book build .` (or `make book`) before this test")
     webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium to run the browser check")
@@ -54,7 +56,7 @@ def start_chromium(*extra_flags: str):
         "--disable-background-networking",
         "--disable-component-update",
         "--no-first-run",
-        "--window-size=1400,1000",
+        f"--window-size={size}",
         "--hide-scrollbars",
         *extra_flags,
     ):
@@ -69,6 +71,19 @@ def start_chromium(*extra_flags: str):
 @pytest.fixture(scope="module")
 def browser():
     driver = start_chromium()
+    yield driver
+    driver.quit()
+
+
+# The laptop windows the page must fit: a common 1280×800 laptop and a larger 1400×1000 one.
+WINDOWS = ["1280x800", "1400x1000"]
+
+
+@pytest.fixture(scope="module", params=WINDOWS)
+def laptop_browser(request):
+    """A browser at each of the laptop window sizes in turn (the ``window`` attribute says which)."""
+    driver = start_chromium(size=request.param.replace("x", ","))
+    driver.window = request.param
     yield driver
     driver.quit()
 
@@ -155,42 +170,57 @@ def test_gradcam_page_screenshot(browser):
     assert path.stat().st_size > 10_000
 
 
-# Chapters whose code or output is wider than the page column today (a line over ~88 characters scrolls at a
-# 1400 px window). The fix is in the chapter (shorter lines, or printing less per line); remove a chapter here
-# once its blocks fit: the test then holds it to that (strict xfail turns an unexpected pass into a failure).
-WIDE_CODE_TODAY: set[str] = set()
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="chapter content: a code line or output is wider than the page (see WIDE_CODE_TODAY)",
-            ),
-        )
-        if name in WIDE_CODE_TODAY
-        else name
-        for name in PAGES
-    ],
-)
-def test_no_code_block_or_output_scrolls_sideways(browser, name):
-    open_page(browser, name)
-    wide = browser.execute_script(
+@pytest.mark.parametrize("name", PAGES)
+def test_no_code_block_output_or_table_scrolls_sideways_or_is_cut_off(laptop_browser, name):
+    open_page(laptop_browser, name)
+    wide = laptop_browser.execute_script(
         """const wide = [];
-        for (const el of document.querySelectorAll('article pre, article .cell_output .output.text_html')) {
-            if (el.scrollWidth <= el.clientWidth + 1) continue;
-            const lines = el.innerText.split('\\n');
+        const column = document.querySelector('article.bd-article').getBoundingClientRect().right;
+        const blocks = 'article pre, article .cell_output .output.text_html, article table, article img';
+        for (const el of document.querySelectorAll(blocks)) {
+            const box = el.getBoundingClientRect();
+            const scrolls = el.scrollWidth > el.clientWidth + 1 && el.tagName !== 'IMG';
+            if (!scrolls && box.right <= column + 1) continue;
+            const lines = (el.innerText || el.getAttribute('src') || '').split('\\n');
             const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), '');
             const where = el.closest('.cell_input') ? 'code' : el.closest('.cell_output') ? 'output' : 'block';
-            wide.push(`${where} ${el.scrollWidth}px > ${el.clientWidth}px, ${longest.length} characters: `
+            const what = scrolls ? `scrolls, ${el.scrollWidth}px > ${el.clientWidth}px`
+                                 : `cut off, right edge ${Math.round(box.right)}px > column ${Math.round(column)}px`;
+            wide.push(`${where} ${el.tagName.toLowerCase()} ${what}, ${longest.length} characters: `
                       + JSON.stringify(longest.slice(0, 60)));
         }
         return wide;"""
     )
-    assert not wide, f"{name}.html has blocks that scroll sideways:\n  " + "\n  ".join(wide)
+    assert not wide, f"{name}.html at {laptop_browser.window}: blocks wider than the page:\n  " + "\n  ".join(wide)
+
+
+@pytest.mark.parametrize("name", [name for name, (_, figure) in CHAPTERS.items() if figure])
+def test_figures_are_shown_at_least_as_wide_as_their_font_sizes_assume(laptop_browser, name):
+    from eva9.plots import BOOK_COLUMN_PX
+
+    open_page(laptop_browser, name)
+    shown = laptop_browser.execute_script(
+        """return Array.from(document.querySelectorAll('.cell_output img')).map(img =>
+            [img.naturalWidth, img.getBoundingClientRect().width]);"""
+    )
+    assert shown, f"{name}.html shows no figure"
+    shrunk = [(natural, round(width)) for natural, width in shown if width + 1 < min(natural, BOOK_COLUMN_PX)]
+    assert not shrunk, (
+        f"{name}.html at {laptop_browser.window}: figures (natural px, shown px) shown narrower than the "
+        f"{BOOK_COLUMN_PX} px column that tests/test_plots.py sizes their text for: {shrunk}"
+    )
+
+
+def test_chapter_screenshots_at_1280_by_800(laptop_browser):
+    if laptop_browser.window != "1280x800":
+        pytest.skip("screenshots are taken at 1280×800 only")
+    folder = SCREENSHOTS / laptop_browser.window
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PAGES:
+        open_page(laptop_browser, name)
+        path = folder / f"{name}.png"
+        assert laptop_browser.save_screenshot(str(path)), f"Chromium could not save a screenshot of {name}.html"
+        assert path.stat().st_size > 10_000
 
 
 def test_math_renders_from_the_book_itself_with_the_network_blocked(offline_browser):
