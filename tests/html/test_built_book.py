@@ -26,7 +26,7 @@ CHAPTERS = {
     "intro": ("ResNet18 on CIFAR-10, explained", False),
     "data": ("The data", True),
     "augmentations": ("Augmentations", True),
-    "resnet18": ("ResNet18", False),
+    "resnet18": ("ResNet18", True),
     "training": ("Training", True),
     "gradcam": ("GradCAM", True),
     "errors": ("Error analysis", True),
