@@ -116,7 +116,7 @@ def test_reference_run_holds_the_course_numbers():
 def test_class_accuracy_table_has_a_row_per_class_plus_overall_and_a_column_per_run():
     runs = [synthetic_run("seed"), synthetic_run("fast", test_accs=(0.7, 0.94))]
     table = results.class_accuracy_table(runs)
-    assert table.columns[:2] == ["class", "reference"] and len(table.columns) == 4
+    assert table.columns[:2] == ["test accuracy (%)", "reference"] and len(table.columns) == 4
     assert [row[0] for row in table.rows] == list(results.REFERENCE_RUN["class_accuracy"]) + ["overall"]
     assert table.rows[0][1:] == [94.0, 90.0, 90.0]  # plane: reference 94 %, both runs 90 %
     assert table.rows[-1][1:] == [88.7, 90.0, 94.0]
@@ -128,7 +128,7 @@ def test_class_accuracy_table_has_a_row_per_class_plus_overall_and_a_column_per_
 
 def test_class_accuracy_table_without_runs_shows_only_the_reference():
     table = results.class_accuracy_table([])
-    assert table.columns == ["class", "reference"] and len(table) == 11
+    assert table.columns == ["test accuracy (%)", "reference"] and len(table) == 11
 
 
 def test_run_summary_reports_percentages_epochs_to_target_and_median_epoch_time():
@@ -191,7 +191,7 @@ def test_the_appendix_renders_the_real_record_files(name):
     run = results.load_run_file(path)
     assert {k: v for k, v in run.items() if k != "path"} == json.loads(path.read_text())
     [row] = results.summary_table([run], reference=False).rows
-    summary = dict(zip(results.summary_table([], reference=False).columns, row))
+    summary = dict(zip(results.SUMMARY_HEADERS, row))
     assert summary["profile"] == name and summary["epochs"] == len(run["history"]["epochs"])
     assert summary["final_test_acc"] == round(100 * run["final_test_acc"], 1)
     assert summary["best_test_acc"] == round(100 * max(e["test_acc"] for e in run["history"]["epochs"]), 1)
@@ -217,5 +217,26 @@ def test_a_transposed_table_has_one_row_per_field_and_one_column_per_run():
     turned = table.transpose()
     assert turned.columns == ["run", "reference", "seed", "fast"]
     assert [row[0] for row in turned.rows] == table.columns[1:]
-    epochs = table.columns.index("epochs")
+    epochs = table.columns.index("epochs")  # a header, as the transposed table's first column shows it
     assert [row for row in turned.rows if row[0] == "epochs"][0][1:] == [row[epochs] for row in table.rows]
+
+
+def test_the_appendix_tables_have_human_headers_with_units():
+    run = synthetic_run("fast", test_accs=(0.5, 0.9063))
+    run["weights"] = {
+        "file": "w.pt",
+        "sha256": "0" * 64,
+        "test_acc_float32": 0.9,
+        "test_acc_float32_flip_tta": 0.91,
+        "matches_record": True,
+    }
+    tables = [results.summary_table([run]), results.weights_table([run]), results.class_accuracy_table([run])]
+    headers = [header for table in tables for header in table.columns]
+    assert not [h for h in headers if "_" in h], "a raw key as a header"
+    summary = dict(zip(results.SUMMARY_HEADERS, results.summary_table([run]).columns))
+    assert summary["final_test_acc"] == "final test accuracy (%)"
+    assert summary["median_train_images_per_s"] == "median training speed (images/s)"
+    assert summary["seconds_to_target"] == "time to 87 % test accuracy (s)"
+    assert results.weights_table([run]).columns[3] == "test accuracy recorded in training (%)"
+    assert results.class_accuracy_table([run]).columns[0] == "test accuracy (%)"
+    assert list(results.SUMMARY_HEADERS) == list(results.run_summary(run))  # one header per field, in order

@@ -19,7 +19,7 @@ from .records import (
     save_weights,
     validate_run,
 )
-from .tables import Table, class_accuracy_table, run_summary, summary_table, weights_table
+from .tables import SUMMARY_HEADERS, Table, class_accuracy_table, run_summary, summary_table, weights_table
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -38,6 +38,7 @@ __all__ = [
     "load_run_file",
     "load_recorded_runs",
     "run_summary",
+    "SUMMARY_HEADERS",
     "summary_table",
     "class_accuracy_table",
     "weights_table",

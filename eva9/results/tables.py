@@ -10,7 +10,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..constants import SHORT_NAMES
-from .records import REFERENCE_RUN
+from .records import REFERENCE_RUN, TARGET_ACCURACY
+
+_TARGET = f"{100 * TARGET_ACCURACY:g} %"
+
+SUMMARY_HEADERS = {
+    "run": "run",
+    "profile": "profile",
+    "device": "device",
+    "date": "date",
+    "epochs": "epochs",
+    "final_test_acc": "final test accuracy (%)",
+    "final_train_acc": "final training accuracy (%)",
+    "best_test_acc": "best test accuracy (%)",
+    "epochs_to_target": f"epochs to {_TARGET} test accuracy",
+    "seconds_to_target": f"time to {_TARGET} test accuracy (s)",
+    "median_epoch_seconds": "median epoch, training and test (s)",
+    "median_train_images_per_s": "median training speed (images/s)",
+    "wall_seconds": "wall time (s)",
+}
+"""The summary table's header, with its unit, for each field of :func:`run_summary` (in the table's order)."""
 
 
 @dataclass
@@ -113,22 +132,9 @@ def run_summary(run: dict) -> dict[str, Any]:
 
 
 def summary_table(runs: Iterable[dict], reference: bool = True) -> Table:
-    """One row per run (the reference run first if ``reference``): the fields of ``run_summary``."""
-    columns = [
-        "run",
-        "profile",
-        "device",
-        "date",
-        "epochs",
-        "final_test_acc",
-        "final_train_acc",
-        "best_test_acc",
-        "epochs_to_target",
-        "seconds_to_target",
-        "median_epoch_seconds",
-        "median_train_images_per_s",
-        "wall_seconds",
-    ]
+    """One row per run (the reference run first if ``reference``): the fields of ``run_summary``, headed by
+    ``SUMMARY_HEADERS``."""
+    fields = list(SUMMARY_HEADERS)
     rows = []
     if reference:
         ref = REFERENCE_RUN
@@ -151,14 +157,22 @@ def summary_table(runs: Iterable[dict], reference: bool = True) -> Table:
         )
     for run in runs:
         summary = run_summary(run)
-        rows.append([summary[column] for column in columns])
-    return Table(columns, rows)
+        rows.append([summary[field] for field in fields])
+    return Table(list(SUMMARY_HEADERS.values()), rows)
 
 
 def weights_table(runs: Iterable[dict]) -> Table:
     """The published float16 weights of each run that has them: file, SHA-256 prefix, and their test accuracy (%)
     as recorded during training, reloaded into a float32 model, and with flip test-time augmentation."""
-    columns = ["run", "file", "sha256", "recorded", "float32 reload", "reload within 0.1 pp", "flip TTA"]
+    columns = [
+        "run",
+        "file",
+        "SHA-256 (first 16 hex digits)",
+        "test accuracy recorded in training (%)",
+        "float32 reload (%)",
+        "reload within 0.1 points",
+        "float32 with flip TTA (%)",
+    ]
     rows = []
     for run in runs:
         weights = run.get("weights")
@@ -181,7 +195,7 @@ def weights_table(runs: Iterable[dict]) -> Table:
 def class_accuracy_table(runs: Iterable[dict], reference: bool = True) -> Table:
     """Per-class test accuracy (%): rows = the ten classes then "overall", columns = reference and each run."""
     runs = list(runs)
-    columns = ["class"] + (["reference"] if reference else []) + [_column_name(run) for run in runs]
+    columns = ["test accuracy (%)"] + (["reference"] if reference else []) + [_column_name(run) for run in runs]
     rows = []
     for i, name in enumerate(SHORT_NAMES):
         row: list[Any] = [name]
