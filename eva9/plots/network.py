@@ -87,6 +87,8 @@ def _label(node: Node) -> str:
     return f"linear\n{node.shape[0]} scores"
 
 
+_STAGE_TEXT = {"ha": "center", "va": "bottom", "fontsize": 9, "style": "italic"}
+_STRIDE_TEXT = {"ha": "center", "va": "top", "fontsize": 8.5, "color": "tab:red", "zorder": 3}
 _COLOURS = {"input": "#eeeeee", "stem": "#dbe9f6", "block": "#ffffff", "pool": "#e5f2e0", "linear": "#e5f2e0"}
 
 
@@ -126,15 +128,7 @@ def network_diagram(
             y = centres[in_row[0]][1]
             ax.add_patch(Rectangle((left, y - box_h / 2 - 0.5), right - left, box_h + 1.05, color="#f3f0e6", zorder=0))
             channels = nodes[in_row[-1]].shape[0]
-            ax.text(
-                (left + right) / 2,
-                y - box_h / 2 - 0.42,
-                f"{stage}: {channels} channels",
-                ha="center",
-                va="bottom",
-                fontsize=9,
-                style="italic",
-            )
+            ax.text((left + right) / 2, y - box_h / 2 - 0.42, f"{stage}: {channels} channels", **_STAGE_TEXT)
     for i, (node, (x, y)) in enumerate(zip(nodes, centres)):
         edge = "tab:red" if node.stride > 1 else "black"
         ax.add_patch(
@@ -152,16 +146,7 @@ def network_diagram(
         ax.text(x, y, _label(node), ha="center", va="center", fontsize=9, zorder=3)
         if node.stride > 1:
             before = nodes[i - 1].shape
-            ax.text(
-                x,
-                y - box_h / 2 - 0.04,
-                f"stride {node.stride}: {before[1]}→{node.shape[1]}",
-                ha="center",
-                va="top",
-                fontsize=8.5,
-                color="tab:red",
-                zorder=3,
-            )
+            ax.text(x, y - box_h / 2 - 0.04, f"stride {node.stride}: {before[1]}→{node.shape[1]}", **_STRIDE_TEXT)
         if node.kind == "block":  # the shortcut: from the block's input to the addition at its output
             start, end = (x - box_w / 2 - 0.05, y + box_h / 2 - 0.05), (x + box_w / 2 + 0.05, y + box_h / 2 - 0.05)
             ax.add_patch(
