@@ -6,7 +6,8 @@ At both laptop window sizes, 1280×800 and 1400×1000, no code block, cell outpu
 column (none scrolls sideways or is cut off at the right edge), and no figure is shown narrower than the column
 width that the figures' font sizes assume (``eva9.plots.BOOK_COLUMN_PX``, tested in tests/test_plots.py). Math
 renders from the book's own MathJax with the network blocked, as it must in a book opened from disk.
-Screenshots of the GradCAM page and of every chapter at 1280×800 are saved to _build/screenshots/ (CI artifacts).
+Screenshots of the GradCAM page and of every chapter at 1280×800 (at its first figure) are saved to
+_build/screenshots/ (CI artifacts).
 """
 
 from __future__ import annotations
@@ -216,8 +217,12 @@ def test_chapter_screenshots_at_1280_by_800(laptop_browser):
         pytest.skip("screenshots are taken at 1280×800 only")
     folder = SCREENSHOTS / laptop_browser.window
     folder.mkdir(parents=True, exist_ok=True)
-    for name in PAGES:
+    for name in PAGES:  # each at its first figure, if it has one: what a figure looks like at this size
         open_page(laptop_browser, name)
+        laptop_browser.execute_script(
+            """const figure = document.querySelector('.cell_output img');
+            if (figure) { figure.scrollIntoView({block: 'start'}); window.scrollBy(0, -120); }"""
+        )
         path = folder / f"{name}.png"
         assert laptop_browser.save_screenshot(str(path)), f"Chromium could not save a screenshot of {name}.html"
         assert path.stat().st_size > 10_000
@@ -274,3 +279,41 @@ def test_solutions_start_hidden_and_open_on_click(browser):
         browser.execute_script("document.querySelectorAll('div.solution button.toggle-button').forEach(b => b.click())")
         browser.execute_script("return new Promise(r => setTimeout(r, 300))")
         assert all(h > 0 for h in browser.execute_script(heights)), f"{name}.html: a solution does not open on click"
+
+
+def test_the_intro_links_the_student_edition_a_zip_of_every_chapter_without_solutions(browser):
+    import json
+    import zipfile
+
+    open_page(browser, "intro")
+    links = browser.execute_script(
+        "return Array.from(document.querySelectorAll('article a[href$=\".zip\"]')).map(a => a.getAttribute('href'))"
+    )
+    assert len(links) == 1, f"the intro should link one zip (the student edition), it links {links}"
+    archive = (HTML / "book" / links[0]).resolve()
+    assert archive.is_file() and archive.is_relative_to(HTML), f"the student edition's link {links[0]} is broken"
+    with zipfile.ZipFile(archive) as student:
+        names = sorted(Path(name).stem for name in student.namelist())
+        assert names == sorted(PAGES), f"the student edition holds {names}"
+        for name in student.namelist():
+            text = "".join("".join(cell["source"]) for cell in json.loads(student.read(name))["cells"])
+            assert "{exercise}" in text and "{solution" not in text, f"{name}: a solution survives, or no exercise"
+
+
+def test_the_references_page_lists_the_cited_papers_and_every_citation_links_to_it(browser):
+    page = HTML / "references.html"
+    assert page.is_file(), "references.md was not built"
+    browser.get(page.as_uri())
+    entries = browser.execute_script("return Array.from(document.querySelectorAll('.citation')).map(c => c.id)")
+    text = browser.execute_script("return document.querySelector('article').innerText")
+    for title in ("Deep residual learning", "Grad-CAM", "Cutout", "Sanity checks for saliency maps"):
+        assert title.lower() in text.lower(), f"the References page lacks {title!r}"
+    cited = 0
+    for name in PAGES:
+        open_page(browser, name)
+        targets = browser.execute_script(
+            "return Array.from(document.querySelectorAll('a[href*=\"references.html#\"]')).map(a => a.href)"
+        )
+        cited += len(targets)
+        assert all(href.split("#")[1] in entries for href in targets), f"{name}.html cites an entry that is missing"
+    assert cited >= 9, f"only {cited} citations link to the References page"
