@@ -173,7 +173,11 @@ def test_gradcam_page_screenshot(browser):
 
 @pytest.mark.parametrize("name", PAGES)
 def test_no_code_block_output_or_table_scrolls_sideways_or_is_cut_off(laptop_browser, name):
-    open_page(laptop_browser, name)
+    open_page(laptop_browser, name)  # with every solution opened, so that its code is laid out and measured too
+    laptop_browser.execute_script(
+        "document.querySelectorAll('div.solution button.toggle-button').forEach(b => b.click())"
+    )
+    laptop_browser.execute_script("return new Promise(r => setTimeout(r, 300))")
     wide = laptop_browser.execute_script(
         """const wide = [];
         const column = document.querySelector('article.bd-article').getBoundingClientRect().right;
