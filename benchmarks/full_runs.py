@@ -40,10 +40,10 @@ from eva9.results import (
     save_weights,
     sha256_of,
     validate_run,
+    write_listings,
 )
 from eva9.train import History, TrainConfig, build_model, evaluate, fit, profile
 from eva9.utils import pick_device
-from eva9.weights import write_index
 
 RELOAD_TOLERANCE = 0.001
 """How far (as a fraction) the published float16 weights may score from the recorded final test accuracy."""
@@ -166,7 +166,7 @@ def record_profile(
     run_dir = Path(runs_dir) / f"full-{run_name}"
     resumed = resume and (run_dir / "config.json").is_file()
     start = time.perf_counter()
-    history = fit(None, config, out=run_dir, resume=resumed, quiet=quiet)
+    history = fit(config, out=run_dir, resume=resumed, quiet=quiet).history
     invocation_seconds = time.perf_counter() - start
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     record = build_record(config.to_dict(), history, metrics, invocation_seconds, resumed)
@@ -181,7 +181,7 @@ def record_profile(
     out.mkdir(parents=True, exist_ok=True)
     record["run"] = run_name
     (out / f"{run_name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    write_index(out)  # the list of records that readers without a checkout download (see eva9.weights)
+    write_listings(out)  # the index readers without a checkout download, and the package's weights manifest
     return record
 
 

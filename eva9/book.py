@@ -116,9 +116,7 @@ def trained_run(config: train.TrainConfig) -> train.Run:
 
     The model comes back in eval mode on the config's device.
     """
-    out = run_dir(config)
-    train.fit(None, config, out=out, resume=True, quiet=True)  # a finished run returns at once
-    run = train.load_run(out)
+    run = train.fit(config, out=run_dir(config), resume=True, quiet=True)  # a finished run returns at once
     run.model.to(pick_device(config.device))
     return run
 

@@ -166,7 +166,7 @@ def _train(args: argparse.Namespace) -> int:
             f"run folder {out}",
             flush=True,
         )
-    history = fit(None, config, out=out, resume=args.resume, progress=None, quiet=args.quiet)
+    history = fit(config, out=out, resume=args.resume, progress=None, quiet=args.quiet).history
     last = history.epochs[-1]
     print(
         f"final test accuracy: {100 * last['test_acc']:.2f} % (test loss {last['test_loss']:.4f}, "

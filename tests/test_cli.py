@@ -120,7 +120,7 @@ def test_evaluate_picks_this_machines_device_not_the_one_the_run_trained_on(tiny
     config = profile(
         "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
     )
-    fit(None, config, out=out, quiet=True)
+    fit(config, out=out, quiet=True)
     saved = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**saved, "device": "cuda"}))  # as if trained with --device cuda
     assert main(["evaluate", "--run", str(out), "--workers", "0"]) == 0, capsys.readouterr().err
@@ -137,7 +137,7 @@ def tiny_run(tiny_folder, tmp_path):
     config = profile(
         "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
     )
-    fit(None, config, out=out, quiet=True)
+    fit(config, out=out, quiet=True)
     return out
 
 
