@@ -130,7 +130,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, fit, profile, prune
+    from .train import RunFolder, fit, profile, prune
 
     overrides = {
         "epochs": args.epochs,
@@ -153,8 +153,10 @@ def _train(args: argparse.Namespace) -> int:
         if args.out is None:
             raise ValueError("--resume needs --out, the run folder to continue")
         out = Path(args.out)
-        if args.profile is None and (out / "config.json").is_file():
-            config = TrainConfig.load(out).replace(**overrides).validate()
+        folder = RunFolder(out)
+        if args.profile is None and folder.has_config:
+            folder.check_is_run_or_empty()
+            config = folder.config().replace(**overrides).validate()
         else:
             config = profile(args.profile, **overrides)
     else:

@@ -33,7 +33,7 @@ __all__ = ["RUN_FILES", "RunFolderError", "RunFolderBusy", "RunFolder"]
 
 RUN_FILES = ("config.json", "history.json", "checkpoint.pt", "model.pt", "metrics.json")
 
-_START_OVER = "delete the run folder (or choose another out folder) to start over"
+_START_OVER = "Delete the run folder to start over, or choose another out folder"
 
 
 class RunFolderError(ValueError):
@@ -101,7 +101,7 @@ class RunFolder:
         except FileNotFoundError:
             raise FileNotFoundError(f"no {name} in {self.path}: is it a run folder written by fit(out=...)?") from None
         except (OSError, ValueError) as error:
-            raise RunFolderError(f"cannot read {path} ({error}); {_START_OVER}") from None
+            raise RunFolderError(f"cannot read {path} ({error}). {_START_OVER}") from None
 
     def config(self) -> TrainConfig:
         """The run's TrainConfig (``config.json``)."""
@@ -110,7 +110,7 @@ class RunFolder:
         except (TypeError, ValueError) as error:
             if isinstance(error, RunFolderError):
                 raise
-            raise RunFolderError(f"{self.file('config.json')} is no eva9 config ({error}); {_START_OVER}") from None
+            raise RunFolderError(f"{self.file('config.json')} is no eva9 config ({error}). {_START_OVER}") from None
 
     def history(self) -> History:
         """The per-epoch records (``history.json``)."""
@@ -119,32 +119,32 @@ class RunFolder:
         except RunFolderError:
             raise
         except ValueError as error:
-            raise RunFolderError(f"{self.file('history.json')}: {error}; {_START_OVER}") from None
+            raise RunFolderError(f"{self.file('history.json')}: {error}. {_START_OVER}") from None
 
     def finished_epochs(self) -> int:
         """How many epochs the finished run's ``metrics.json`` records."""
         try:
             return int(self._json("metrics.json")["epochs"])
         except (KeyError, TypeError) as error:
-            raise RunFolderError(f"cannot read {self.file('metrics.json')}: {error!r}; {_START_OVER}") from None
+            raise RunFolderError(f"cannot read {self.file('metrics.json')}: {error!r}. {_START_OVER}") from None
 
     def _torch(self, name: str, what: str) -> Any:
         path = self.file(name)
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - torch raises several kinds for a truncated or foreign file
-            raise RunFolderError(f"cannot read {what} {path}: {' '.join(str(error).split())}; {_START_OVER}") from None
+            raise RunFolderError(f"cannot read {what} {path}: {' '.join(str(error).split())}. {_START_OVER}") from None
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything a resumed run needs (``checkpoint.pt``)."""
-        state = self._torch("checkpoint.pt", "the checkpoint")
+        state = self._torch("checkpoint.pt", "checkpoint")
         if not isinstance(state, dict) or not {"epoch", "model", "history"} <= set(state):
-            raise RunFolderError(f"{self.file('checkpoint.pt')} is no eva9 checkpoint; {_START_OVER}")
+            raise RunFolderError(f"{self.file('checkpoint.pt')} is no eva9 checkpoint. {_START_OVER}")
         return state
 
     def model_state(self) -> dict[str, Any]:
         """The final weights (``model.pt``) of a finished run."""
-        return self._torch("model.pt", "the weights")
+        return self._torch("model.pt", "weights file")
 
     # -------------------------------------------------------------------------------------------------- writing
 
