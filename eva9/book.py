@@ -89,13 +89,10 @@ def _has_accelerator() -> bool:
 
 def profile_name() -> str:
     """``$EVA9_PROFILE`` if set, else ``seed`` with a GPU and ``smoke`` without one (saying so in one line)."""
-    name = os.environ.get(train.ENV_PROFILE, "").strip()
-    if name:
-        return name
-    if _has_accelerator():
-        return "seed"
-    print("No GPU here: training uses the smoke profile (500 images), far from a full run.")
-    return "smoke"
+    name, _ = train.affordable_profile(_has_accelerator())
+    if name == "smoke" and not os.environ.get(train.ENV_PROFILE, "").strip():
+        print("No GPU here: training uses the smoke profile (500 images), far from a full run.")
+    return name
 
 
 def training_config(**overrides) -> train.TrainConfig:

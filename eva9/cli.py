@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -82,7 +83,8 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
         help="recipe: seed = the course's reference (50 epochs, batch 128, SGD lr 0.01, constant lr); "
         "fast = one-cycle, Nesterov, weight decay, label smoothing, batch 512, 30 epochs; "
         "smoke = 1 epoch on 500 train / 250 test images (about a minute on a CPU). "
-        "Default: $EVA9_PROFILE, else seed; with --resume, the run folder's own config",
+        "Default: $EVA9_PROFILE, else what this machine affords (seed with a GPU, smoke without one, as the book "
+        "chooses); with --resume, the run folder's own config",
     )
     parser.add_argument(
         "--epochs", type=_positive_int, metavar="N", help="number of epochs (overrides the profile and $EVA9_EPOCHS)"
@@ -129,6 +131,18 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _chosen_profile(name: str | None, quiet: bool) -> str:
+    """``--profile``, else the profile this machine affords (saying which and why)."""
+    from .train import affordable_profile
+
+    if name is not None:
+        return name
+    name, why = affordable_profile()
+    if not quiet:
+        print(f"eva9 train: no --profile given, so {name}: {why}", flush=True)
+    return name
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train import RunFolder, fit, profile, prune
 
@@ -158,9 +172,9 @@ def _train(args: argparse.Namespace) -> int:
             folder.check_is_run_or_empty()
             config = folder.config().replace(**overrides).validate()
         else:
-            config = profile(args.profile, **overrides)
+            config = profile(_chosen_profile(args.profile, args.quiet), **overrides)
     else:
-        config = profile(args.profile, **overrides)
+        config = profile(_chosen_profile(args.profile, args.quiet), **overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{config.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.quiet:
         print(
@@ -380,10 +394,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+_AS_FLAGS = (
+    ("pass resume=True to continue it", "pass --resume to continue it"),
+    ("resume=True needs out=", "--resume needs --out"),
+    ("with resume=True (or `eva9 train --out DIR --resume`)", "with `eva9 train --out DIR --resume`"),
+    ("resume=True", "--resume"),
+    ("choose another out folder", "choose another --out folder"),
+    ("in another out folder", "in another --out folder"),
+    ("Use another out folder", "Use another --out folder"),
+    ("Point data_dir at", "Point --data-dir at"),
+    ("Pass its path as root=... or set", "Pass its path as --data-dir or set"),
+    ("written by fit(out=...)", "written by `eva9 train --out DIR`"),
+    ("and download=False", "and downloading is off"),
+    ("Lower batch_size or raise train_per_class", "Lower --batch-size or raise --train-per-class"),
+)
+"""The library's words for its arguments, and the command line's flags for them."""
+
+
+_FIELD_FLAGS = ("epochs", "batch_size", "lr", "seed", "train_per_class", "test_per_class", "device", "workers")
+
+
+def _in_cli_words(message: str) -> str:
+    for python, flag in _AS_FLAGS:
+        message = message.replace(python, flag)
+    return re.sub(
+        rf"(?:TrainConfig\.)?(?<![\w-])({'|'.join(_FIELD_FLAGS)})=",  # TrainConfig.batch_size=0 -> --batch-size 0
+        lambda match: f"--{match.group(1).replace('_', '-')} ",
+        message,
+    )
+
+
 def _fail(command: str, error: BaseException) -> int:
-    """Print one line naming what went wrong; expected errors without their type, surprises with it."""
-    message = " ".join(str(error).split()) or type(error).__name__
-    expected = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, FloatingPointError)
+    """Print one line naming what went wrong, in flags rather than Python arguments; expected errors without
+    their type, surprises with it."""
+    from .files import WriteError
+
+    message = _in_cli_words(" ".join(str(error).split())) or type(error).__name__
+    expected = (
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        FloatingPointError,
+        WriteError,
+    )
     if not isinstance(error, expected):
         message = f"{type(error).__name__}: {message} (set EVA9_DEBUG=1 for the traceback)"
     print(f"eva9 {command}: error: {message}", file=sys.stderr)

@@ -228,6 +228,10 @@ def _detect_layout(root: Path) -> tuple[str, Path]:
     )
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a function or class that a CIFAR-10 batch never holds."""
+
+
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickles plain containers, strings, numbers and bytes, and numpy arrays; refuses any other global, so a
     crafted batch file runs no code."""
@@ -246,7 +250,7 @@ class _BatchUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it asks to run {module}.{name}, which a CIFAR-10 batch never does")
+        raise _RefusedGlobal(f"it asks to run {module}.{name}, which a CIFAR-10 batch never does")
 
 
 def _read_batch(path: Path) -> Any:
@@ -265,7 +269,7 @@ def _load_batches(folder: Path, split: str) -> tuple[np.ndarray, list[int]]:
             batch = _read_batch(path)
             data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             batch_labels = list(batch["labels"] if "labels" in batch else batch["fine_labels"])
-        except pickle.UnpicklingError as error:
+        except _RefusedGlobal as error:
             raise CIFAR10Error(
                 f"refused the CIFAR-10 batch file {path}: {error}; nothing from it ran. Replace it with the official "
                 "file, or point at another copy"

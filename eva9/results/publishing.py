@@ -176,7 +176,7 @@ def model_card(record: dict) -> str:
         f"{meta['dtype']}, SHA-256 `{entry['sha256'][:16]}…`)",
         "",
         f"- *For*: classifying and explaining 32×32 CIFAR-10 images in this course (`models.resnet18(weights="
-        f"\"{entry['name']}\")`); a teaching model, not a product.",
+        f'"{entry["name"]}")`); a teaching model, not a product.',
         f"- *Recipe*: {meta['profile']} profile, {meta['epochs']} epochs: {meta['recipe']}; trained on {meta['device']}"
         f" ({meta['date']}).",
         f"- *Data*: {data_text}.",

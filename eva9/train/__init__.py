@@ -18,7 +18,16 @@ never the other way round (the import-linter contracts in ``pyproject.toml``).
 
 from __future__ import annotations
 
-from .config import ENV_EPOCHS, ENV_PROFILE, PROFILES, SCHEDULES, TrainConfig, build_model, profile
+from .config import (
+    ENV_EPOCHS,
+    ENV_PROFILE,
+    PROFILES,
+    SCHEDULES,
+    TrainConfig,
+    affordable_profile,
+    build_model,
+    profile,
+)
 from .folder import RunFolder, RunFolderBusy, RunFolderError
 from .history import History
 from .loop import NonFiniteLossError, Predictions, evaluate, predict, train_one_epoch
@@ -33,6 +42,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "profile",
+    "affordable_profile",
     "History",
     "Predictions",
     "Run",
