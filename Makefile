@@ -69,9 +69,9 @@ chromium:
 	  echo "Installing Debian's chromium and chromium-driver for the browser check"; \
 	  apt-get update -q && apt-get install -y -q chromium chromium-driver; }
 
-# Lint and format check (settings in pyproject.toml). Not yet part of `make test`: the existing code has findings.
+# Lint, format and type checks (ruff and mypy; settings in pyproject.toml).
 lint: $(STAMP)
-	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . && exit $$status
+	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . || status=1; $(BIN)/mypy || status=1; exit $$status
 
 # The GitHub workflows against GitHub's workflow schema, and CITATION.cff against the Citation File Format schema;
 # check-jsonschema ships both schemas (--builtin-schema), so neither check needs the network.

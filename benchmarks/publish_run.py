@@ -26,9 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from full_runs import build_record, check_published_weights  # noqa: E402
 
-from eva9.results import save_weights, sha256_of  # noqa: E402
+from eva9.results import save_weights, sha256_of, write_listings  # noqa: E402
 from eva9.train import History, TrainConfig  # noqa: E402
-from eva9.results import write_listings  # noqa: E402
 
 
 def publish(

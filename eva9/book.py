@@ -203,6 +203,6 @@ def test_loader(config: train.TrainConfig) -> DataLoader:
 def class_samples(dataset, per_class: int, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
     """``per_class`` images of every class as one B×3×H×W tensor, grouped by class, and their labels."""
     subset = data.per_class_subset(dataset, per_class, seed)
-    order = np.argsort(subset.targets, kind="stable")
+    order = np.argsort(subset.targets, kind="stable")  # type: ignore[attr-defined]  # per_class_subset keeps them
     items = [subset[int(i)] for i in order]
     return torch.stack([image for image, _ in items]), [label for _, label in items]

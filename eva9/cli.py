@@ -266,17 +266,16 @@ def _add_photo_arguments(parser: argparse.ArgumentParser) -> None:
 def _network(weights_arg: str | None):
     """The float32 ResNet18 in eval mode with the chosen weights, and a line naming them."""
     from .models import resnet18
-    from .weights import WeightsError, preferred
+    from .weights import Weights, WeightsError, preferred
 
-    if weights_arg is None:
-        weights_arg = preferred()
-        if weights_arg is None:
-            raise WeightsError(
-                "no published weights here; pass --weights with a .pt file or a run folder "
-                "(`eva9 train --out DIR` writes one)"
-            )
-    described = weights_arg.describe() if hasattr(weights_arg, "describe") else repr(str(weights_arg))
-    return resnet18(weights=weights_arg, progress=False).eval(), described
+    chosen: str | Weights | None = weights_arg if weights_arg is not None else preferred()
+    if chosen is None:
+        raise WeightsError(
+            "no published weights here; pass --weights with a .pt file or a run folder "
+            "(`eva9 train --out DIR` writes one)"
+        )
+    described = chosen.describe() if isinstance(chosen, Weights) else repr(str(chosen))
+    return resnet18(weights=chosen, progress=False).eval(), described
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
@@ -388,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         if os.environ.get("EVA9_DEBUG"):  # the full traceback, for developers
             raise
-        return _fail(args.command, sys.exc_info()[1])
+        return _fail(args.command, sys.exc_info()[1] or RuntimeError("unknown error"))
     except KeyboardInterrupt:
         print(f"eva9 {args.command}: interrupted (a run folder can be continued with --resume)", file=sys.stderr)
         return 130

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 import eva9.train.runs
-from eva9.data import datasets
 from eva9.cli import main
+from eva9.data import datasets
 
 
 def tiny_network(name: str = "resnet18") -> torch.nn.Module:

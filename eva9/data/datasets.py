@@ -154,8 +154,9 @@ class CIFAR10Dataset(Dataset):
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[Any, int]:
         if isinstance(index, tuple):  # (index, augmentation seed) from EpochSampler
             index, seed = index
-            if hasattr(self.transform, "set_random_seed"):
-                self.transform.set_random_seed(seed)
+            reseed = getattr(self.transform, "set_random_seed", None)
+            if reseed is not None:
+                reseed(seed)
         image = self.images[index]
         if self.transform is None:
             return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255), self.targets[
@@ -191,7 +192,7 @@ class CIFAR10Dataset(Dataset):
                 digest.update("/".join(path.parts[-3:]).encode("utf-8") + b"\0")  # split/class/file
         else:
             layout = "images in memory"
-            digest.update(memoryview(np.ascontiguousarray(self.images)).cast("B"))
+            digest.update(np.ascontiguousarray(self.images).tobytes())
         return f"{self.split} {layout}, {len(self)} items, sha256 {digest.hexdigest()[:16]}"
 
     def __repr__(self) -> str:
@@ -260,7 +261,8 @@ def _read_batch(path: Path) -> Any:
 
 def _load_batches(folder: Path, split: str) -> tuple[np.ndarray, list[int]]:
     """Images (uint8 N×32×32×3) and labels from torchvision's pickled batches in ``folder``."""
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
     for name in TRAIN_BATCHES if split == "train" else TEST_BATCHES:
         path = folder / name
         if not path.is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -154,15 +155,16 @@ def reliability_diagram(
     inside it: underconfident). The lower
     panel shows how many predictions fall in each bin. ``axes``: two axes to draw into (diagram, counts).
     """
+    fig: Figure
     if axes is None:
         fig = _Figure(figsize=(5, 5.5), layout="constrained")
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     else:
-        axes = list(np.ravel(axes))
+        axes = list(np.ravel(np.asarray(axes, dtype=object)))
         if len(axes) != 2:
             raise ValueError(f"a reliability diagram needs two axes (diagram, counts), got {len(axes)}")
         top, bottom = axes
-        fig = top.figure
+        fig = cast(Figure, top.get_figure(root=True))
     edges, counts = np.asarray(table.edges), np.asarray(table.counts)
     filled = counts > 0
     left, width = edges[:-1][filled], np.diff(edges)[filled]

@@ -47,7 +47,7 @@ def _rng_states(train_loader) -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     states = {
         "python": random.getstate(),
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+        "numpy": (kind, torch.from_numpy(np.asarray(keys).astype(np.int64)), pos, has_gauss, cached),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "loader": None,
@@ -141,9 +141,10 @@ def _data_fingerprint(train_loader, test_loader) -> dict[str, Any] | None:
     """What the run trains and tests on (layout, size, hash of labels and images or file list), if the loaders'
     datasets can say; None for loaders given by hand."""
     datasets = [getattr(loader, "dataset", None) for loader in (train_loader, test_loader)]
-    if not all(hasattr(dataset, "fingerprint") for dataset in datasets):
+    prints = [getattr(dataset, "fingerprint", None) for dataset in datasets]
+    if prints[0] is None or prints[1] is None:
         return None
-    return {"train": datasets[0].fingerprint(), "test": datasets[1].fingerprint()}
+    return {"train": prints[0](), "test": prints[1]()}
 
 
 def _check_same_machine_and_data(checkpoint: dict[str, Any], fingerprint: dict | None, folder: RunFolder) -> None:
@@ -235,9 +236,9 @@ def _checkpoint(
 
 def _epoch(model, parts: _TrainingParts, train_loader, test_loader, device, epoch: int, bar: bool):
     """Train one epoch, then evaluate in float32: the epoch's history record and the test predictions."""
-    sampler = getattr(train_loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch - 1)  # the epoch's order and augmentation, whatever happened before
+    set_epoch = getattr(getattr(train_loader, "sampler", None), "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(epoch - 1)  # the epoch's order and augmentation, whatever happened before
     started = time.perf_counter()
     lr = parts.optimizer.param_groups[0]["lr"]
     train_loss, train_acc = train_one_epoch(
