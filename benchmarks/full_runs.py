@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from eva9.analysis import SHORT_NAMES
+from eva9.analysis import SHORT_NAMES, reliability_table
 from eva9.data import default_workers, test_loader
 from eva9.results import (
     SCHEMA_VERSION,
@@ -42,11 +42,14 @@ from eva9.results import (
     validate_run,
     write_listings,
 )
-from eva9.train import History, TrainConfig, build_model, evaluate, fit, profile
+from eva9.train import History, TrainConfig, build_model, evaluate, fit, predict, profile
 from eva9.utils import pick_device
 
 RELOAD_TOLERANCE = 0.001
 """How far (as a fraction) the published float16 weights may score from the recorded final test accuracy."""
+
+CALIBRATION_BINS = 15
+"""Confidence bins of the expected calibration error recorded with the published weights (Guo et al. 2017)."""
 
 DEFAULT_PROFILES = ("seed", "fast")
 
@@ -75,7 +78,8 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
     """Load the float16 file into a fresh float32 model on the run's device and score the run's test images.
 
     Scored in float32 (no autocast), once plainly and once with flip test-time augmentation; ``matches_record`` says
-    whether the plain accuracy is within ``RELOAD_TOLERANCE`` of the accuracy recorded during training.
+    whether the plain accuracy is within ``RELOAD_TOLERANCE`` of the accuracy recorded during training, and
+    ``calibration`` holds the expected calibration error of the plain predictions.
     """
     device = pick_device(config.device)
     model = build_model(config.model)
@@ -91,6 +95,8 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
     )
     _, accuracy = evaluate(model, loader)
     _, accuracy_tta = evaluate(model, loader, tta=True)
+    scored = predict(model, loader)
+    calibration = reliability_table(scored.logits.softmax(dim=1), scored.labels, bins=CALIBRATION_BINS)
     return {
         "file": path.name,
         "sha256": sha256_of(path),
@@ -100,6 +106,7 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
         "test_acc_float32_flip_tta": accuracy_tta,
         "matches_record": abs(accuracy - recorded_test_acc) <= RELOAD_TOLERANCE,
         "tolerance": RELOAD_TOLERANCE,
+        "calibration": {"ece": calibration.ece, "bins": CALIBRATION_BINS},  # shown in the weights' model card
     }
 
 

@@ -180,7 +180,7 @@ def model_card(record: dict) -> str:
         f"- *Recipe*: {meta['profile']} profile, {meta['epochs']} epochs: {meta['recipe']}; trained on {meta['device']}"
         f" ({meta['date']}).",
         f"- *Data*: {data_text}.",
-        f"- *Test accuracy*: {100 * meta['final_test_acc']:.2f}% on {meta['test_images'] or '?'} images; per class: "
+        f"- *Test accuracy*: {100 * meta['final_test_acc']:.2f}% on {meta['test_images'] or 0:,} images; per class: "
         f"{per_class}.",
         f"- *Calibration*: {ece_text}.",
         "- *Limitations*: it has only seen 32×32 images of ten classes; a photo is shrunk to 32×32 first, so small or "
