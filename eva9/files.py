@@ -51,8 +51,9 @@ class DownloadError(ValueError):
 
 
 def _reason(error: object) -> str:
-    if isinstance(error, OSError) and error.errno is not None:
-        return os.strerror(error.errno).lower()
+    """What went wrong, in a few lower-case words ("no space left on device", "name or service not known")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[0].lower() + error.strerror[1:]
     return " ".join(str(error).split()) or type(error).__name__
 
 
