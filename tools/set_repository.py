@@ -37,7 +37,8 @@ NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+$")
 """A GitHub ``owner/name``."""
 
 MENTION = re.compile(
-    r"(?:github\.com/|raw\.githubusercontent\.com/|colab\.research\.google\.com/github/|torch\.hub\.load\(\"|REPOSITORY = \")([\w.-]+/[\w.-]+)"
+    r"(?:github\.com/|raw\.githubusercontent\.com/|colab\.research\.google\.com/github/"
+    r"|torch\.hub\.load\(\"|REPOSITORY = \")([\w.-]+/[\w.-]+)"
 )
 """A mention of a GitHub repository in a place: a URL, a ``torch.hub.load`` call or the constant; group 1 is it."""
 
