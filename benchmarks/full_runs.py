@@ -32,6 +32,7 @@ import torch
 
 from eva9.analysis import SHORT_NAMES, reliability_table
 from eva9.data import default_workers, test_loader
+from eva9.files import write_atomic
 from eva9.results import (
     SCHEMA_VERSION,
     TARGET_ACCURACY,
@@ -42,7 +43,7 @@ from eva9.results import (
     validate_run,
     write_listings,
 )
-from eva9.train import History, TrainConfig, build_model, evaluate, fit, predict, profile
+from eva9.train import History, RunFolder, TrainConfig, build_model, evaluate, fit, predict, profile
 from eva9.utils import pick_device
 
 RELOAD_TOLERANCE = 0.001
@@ -175,11 +176,12 @@ def record_profile(
     start = time.perf_counter()
     history = fit(config, out=run_dir, resume=resumed, quiet=quiet).history
     invocation_seconds = time.perf_counter() - start
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    folder = RunFolder(run_dir)
+    metrics = folder.metrics()
     record = build_record(config.to_dict(), history, metrics, invocation_seconds, resumed)
     out = Path(out)
     weights = save_weights(
-        torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True),
+        folder.model_state(),
         run_name,
         out / "weights",
         model=config.model,
@@ -187,7 +189,7 @@ def record_profile(
     record["weights"] = check_published_weights(weights, config, record["final_test_acc"])
     out.mkdir(parents=True, exist_ok=True)
     record["run"] = run_name
-    (out / f"{run_name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_atomic(out / f"{run_name}.json", json.dumps(record, indent=2) + "\n")
     write_listings(out)  # the index readers without a checkout download, and the package's weights manifest
     return record
 

@@ -144,16 +144,19 @@ def test_a_kill_at_each_write_point_of_the_last_epoch_leaves_one_state(tiny_fold
 
 def test_a_full_disk_says_so_in_one_line_and_leaves_no_temp_file(tiny_folder, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
+    real = os.fsync
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def full_when_the_checkpoint_is_written(fd):
+        if any(p.name.startswith(".checkpoint.pt") for p in out.iterdir()):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
 
-    monkeypatch.setattr(os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full_when_the_checkpoint_is_written)
     assert main(train_args(tiny_folder, out)) == 1
     err = one_error_line(capsys)
-    assert f"could not write {out / 'config.json'}: no space left on device" in err
+    assert f"could not write {out / 'checkpoint.pt'}: no space left on device" in err
     monkeypatch.undo()
-    assert not out.exists() or not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp file left behind
     assert main(train_args(tiny_folder, out, 1, "--resume")) == 0  # the retry is not blocked
 
 

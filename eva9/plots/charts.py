@@ -22,9 +22,10 @@ __all__ = ["training_curves", "class_accuracy_bars", "confusion_matrix_heatmap",
 def _history_epochs(history) -> list[dict]:
     """The per-epoch dicts of a History, a ``{"epochs": [...]}`` dict, or a history.json path (file or run folder)."""
     if isinstance(history, (str, os.PathLike)):
-        from eva9.train import History
+        from eva9.train import History, RunFolder
 
-        history = History.load(history)
+        path = Path(history)
+        history = RunFolder(path).history() if path.is_dir() else History.load(path)
     epochs = history.get("epochs") if isinstance(history, Mapping) else getattr(history, "epochs", None)
     if not isinstance(epochs, list):
         raise ValueError('history must be a History, a dict {"epochs": [...]}, or the path of a history.json')
@@ -43,11 +44,11 @@ def _label_smoothing_of(history) -> float | None:
     if isinstance(history, Mapping) and isinstance(history.get("config"), Mapping):
         return history["config"].get("label_smoothing")
     if isinstance(history, (str, os.PathLike)):
-        folder = Path(history) if Path(history).is_dir() else Path(history).parent
-        if (folder / "config.json").is_file():
-            import json
+        from eva9.train import RunFolder
 
-            return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("label_smoothing")
+        folder = RunFolder(Path(history) if Path(history).is_dir() else Path(history).parent)
+        if folder.has_config:
+            return folder.config().label_smoothing
     return None
 
 

@@ -121,10 +121,17 @@ class RunFolder:
         except ValueError as error:
             raise RunFolderError(f"{self.file('history.json')}: {error}. {_START_OVER}") from None
 
+    def metrics(self) -> dict[str, Any]:
+        """The finished run's final metrics (``metrics.json``)."""
+        metrics = self._json("metrics.json")
+        if not isinstance(metrics, dict):
+            raise RunFolderError(f"{self.file('metrics.json')} is no metrics object. {_START_OVER}")
+        return metrics
+
     def finished_epochs(self) -> int:
         """How many epochs the finished run's ``metrics.json`` records."""
         try:
-            return int(self._json("metrics.json")["epochs"])
+            return int(self.metrics()["epochs"])
         except (KeyError, TypeError) as error:
             raise RunFolderError(f"cannot read {self.file('metrics.json')}: {error!r}. {_START_OVER}") from None
 
