@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -393,54 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-_AS_FLAGS = (
-    ("pass resume=True to continue it", "pass --resume to continue it"),
-    ("resume=True needs out=", "--resume needs --out"),
-    ("with resume=True (or `eva9 train --out DIR --resume`)", "with `eva9 train --out DIR --resume`"),
-    ("resume=True", "--resume"),
-    ("choose another out folder", "choose another --out folder"),
-    ("in another out folder", "in another --out folder"),
-    ("Use another out folder", "Use another --out folder"),
-    ("Point data_dir at", "Point --data-dir at"),
-    ("Pass its path as root=... or set", "Pass its path as --data-dir or set"),
-    ("written by fit(out=...)", "written by `eva9 train --out DIR`"),
-    ("and download=False", "and downloading is off"),
-    ("Lower batch_size or raise train_per_class", "Lower --batch-size or raise --train-per-class"),
-)
-"""The library's words for its arguments, and the command line's flags for them."""
-
-
-_FIELD_FLAGS = ("epochs", "batch_size", "lr", "seed", "train_per_class", "test_per_class", "device", "workers")
-
-
-def _in_cli_words(message: str) -> str:
-    for python, flag in _AS_FLAGS:
-        message = message.replace(python, flag)
-    return re.sub(
-        rf"(?:TrainConfig\.)?(?<![\w-])({'|'.join(_FIELD_FLAGS)})=",  # TrainConfig.batch_size=0 -> --batch-size 0
-        lambda match: f"--{match.group(1).replace('_', '-')} ",
-        message,
-    )
-
-
 def _fail(command: str, error: BaseException) -> int:
-    """Print one line naming what went wrong, in flags rather than Python arguments; expected errors without
-    their type, surprises with it."""
-    from .files import WriteError
+    """Print one line naming what went wrong (see :func:`eva9.messages.failure_line`); return exit status 1."""
+    from .messages import failure_line
 
-    message = _in_cli_words(" ".join(str(error).split())) or type(error).__name__
-    expected = (
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-        IsADirectoryError,
-        PermissionError,
-        FloatingPointError,
-        WriteError,
-    )
-    if not isinstance(error, expected):
-        message = f"{type(error).__name__}: {message} (set EVA9_DEBUG=1 for the traceback)"
-    print(f"eva9 {command}: error: {message}", file=sys.stderr)
+    print(f"eva9 {command}: error: {failure_line(error)}", file=sys.stderr)
     return 1
 
 

@@ -274,18 +274,15 @@ def fit(
     train_loader=None,
     test_loader=None,
 ) -> Run:
-    """Train ``config`` (default :func:`profile`, or when resuming the run folder's own), evaluating after every
-    epoch; return the :class:`Run` (model in eval mode on its device, config, history).
+    """Train ``config`` (default :func:`profile`, or the run folder's own when resuming), evaluating in float32
+    after every epoch; return the :class:`Run` (model in eval mode on its device, config, history).
 
-    ``model=None`` builds ``config.model`` after seeding (so the seed fixes the initial weights too). ``out`` is
-    the run folder (:class:`~eva9.train.folder.RunFolder`), locked while training; a folder holding other files
-    is refused. ``resume=True`` continues from its last completed epoch with the saved model, optimizer,
-    scheduler, scaler and RNG states on the same data, returns a finished run as it is (without reading its
-    checkpoint), and starts a new run where ``out`` holds none yet. Without ``resume``, a folder that holds a run
-    is refused. ``TrainConfig.RESUMABLE`` fields may change on resume, and ``epochs`` may grow when the schedule
-    is constant. The recorded test metrics are computed in float32, without autocast. ``progress``: tqdm bar per
-    epoch (None = on a terminal or in a notebook); ``quiet`` silences bars and per-epoch lines.
-    ``train_loader``/``test_loader`` replace the CIFAR-10 loaders the config describes.
+    ``model=None`` builds ``config.model`` after seeding. ``out``: the run folder (:class:`RunFolder`), locked while
+    training; one holding other files, or (without ``resume``) a run, is refused. ``resume=True`` continues the
+    last completed epoch with every saved state on the same data, returns a finished run as it is (its checkpoint
+    unread) and starts a run where there is none; ``TrainConfig.RESUMABLE`` fields may change, and ``epochs`` may
+    grow under a constant schedule. ``progress``: a tqdm bar per epoch (None = on a terminal or in a notebook);
+    ``quiet``: no bars or lines. ``train_loader``/``test_loader`` replace the loaders the config describes.
     """
     folder = RunFolder(out) if out is not None else None
     if resume and folder is None:
