@@ -48,10 +48,10 @@ notebooks: $(STAMP)
 	$(BIN)/pytest --nbval book/
 
 # The chapters that use a trained network, as a reader gets them where no weights are published (an empty results
-# folder): they fall back to the profile's run, trained here.
+# folder and an empty hub cache, so that no copy of the weights is at hand): they fall back to the profile's run.
 notebooks-unpublished: $(STAMP)
-	mkdir -p _build/no-results
-	EVA9_RESULTS_DIR=$(CURDIR)/_build/no-results $(BIN)/pytest --nbval book/intro.ipynb book/training.ipynb \
+	mkdir -p _build/no-results _build/no-results-torch
+	EVA9_RESULTS_DIR=$(CURDIR)/_build/no-results TORCH_HOME=$(CURDIR)/_build/no-results-torch $(BIN)/pytest --nbval book/intro.ipynb book/training.ipynb \
 	  book/gradcam.ipynb book/errors.ipynb book/results.ipynb
 
 pairing: $(STAMP)

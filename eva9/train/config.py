@@ -46,7 +46,10 @@ def _read_run_json(path: str | os.PathLike, filename: str, hint: str) -> Any:
         path = path / filename
     if not path.is_file():
         raise FileNotFoundError(f"no {filename} at {path}: {hint}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"cannot read {path} ({error}); delete or re-create it") from None
 
 
 @dataclass
