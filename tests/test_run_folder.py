@@ -73,6 +73,8 @@ def test_a_second_train_on_a_busy_folder_exits_1_naming_it_and_touches_nothing(t
         assert main(train_args(tiny_folder, out)) == 1
         err = one_error_line(capsys)
         assert str(out) in err and "in use" in err
+        if Path("/proc/locks").is_file():
+            assert f"(pid {os.getpid()})" in err
         assert list(out.iterdir()) == []
     finally:
         os.close(holder)

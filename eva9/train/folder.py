@@ -220,9 +220,12 @@ class RunFolder:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                holder = _lock_holder(self.path)
                 raise RunFolderBusy(
-                    f"{self.path} is in use: another eva9 process is training there (it holds the folder's lock); "
-                    "wait for it to finish, or choose another out folder"
+                    f"{self.path} is in use: another eva9 process"
+                    + (f" (pid {holder})" if holder is not None else "")
+                    + " is training there and holds the folder's lock; wait for it to finish, or choose another out"
+                    " folder"
                 ) from None
             self.check_is_run_or_empty()  # the holder before us may have left it in another state
             with self._removed_if_unused(created):
@@ -237,3 +240,19 @@ class RunFolder:
         finally:
             if created and self.path.is_dir() and not any(self.path.iterdir()):
                 self.path.rmdir()
+
+
+def _lock_holder(path: Path) -> int | None:
+    """The pid holding an flock on ``path``, where Linux's ``/proc/locks`` tells; None elsewhere."""
+    try:
+        status = os.stat(path)
+        where = f"{os.major(status.st_dev):02x}:{os.minor(status.st_dev):02x}:{status.st_ino}"
+        with open("/proc/locks", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:  # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:567890 0 EOF"
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == where and parts[4].isdigit():
+            return int(parts[4])
+    return None
