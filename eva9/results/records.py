@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import DownloadError, UnsafeNameError, WriteError, check_sha256, download, plain_name
-from ..weights import WeightsError, cache_dir, results_dir, results_url, sha256_of
+from ..weights import MANIFEST, WeightsError, cache_dir, results_dir, results_url, sha256_of
 
 SCHEMA_VERSION = 1
 """Version of the recorded-run JSON layout; bumped when a field changes meaning."""
@@ -99,8 +99,11 @@ def epochs_to_target(epochs: Sequence[dict], target: float = TARGET_ACCURACY) ->
 
 
 def local_record_paths(directory: Path) -> list[Path]:
-    """The recorded runs' JSON files in a results folder, by name ([] if it is no folder)."""
-    return sorted(path for path in directory.glob("*.json") if path.name != INDEX_FILE) if directory.is_dir() else []
+    """The recorded runs' JSON files in a results folder, by name ([] if it is no folder); not the index, nor a
+    manifest that :func:`~eva9.results.write_listings` wrote beside them."""
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob("*.json") if path.name not in (INDEX_FILE, MANIFEST.name))
 
 
 def _records_cache() -> Path:
