@@ -52,7 +52,7 @@ import json, sys
 from eva9.models import resnet18
 from eva9.train import fit, profile
 config = profile("smoke", **json.loads(sys.argv[1]))
-history = fit(resnet18(), config, out=sys.argv[2], quiet=True)
+history = fit(config, model=resnet18(), out=sys.argv[2], quiet=True).history
 print(f"final test accuracy {history.epochs[-1]['test_acc']:.3f}")
 _report_peak()
 """

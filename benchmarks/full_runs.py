@@ -30,8 +30,9 @@ from typing import Any
 
 import torch
 
-from eva9.analysis import SHORT_NAMES
+from eva9.analysis import SHORT_NAMES, reliability_table
 from eva9.data import default_workers, test_loader
+from eva9.files import write_atomic
 from eva9.results import (
     SCHEMA_VERSION,
     TARGET_ACCURACY,
@@ -40,13 +41,16 @@ from eva9.results import (
     save_weights,
     sha256_of,
     validate_run,
+    write_listings,
 )
-from eva9.train import History, TrainConfig, build_model, evaluate, fit, profile
+from eva9.train import History, RunFolder, TrainConfig, build_model, evaluate, fit, predict, profile
 from eva9.utils import pick_device
-from eva9.weights import write_index
 
 RELOAD_TOLERANCE = 0.001
 """How far (as a fraction) the published float16 weights may score from the recorded final test accuracy."""
+
+CALIBRATION_BINS = 15
+"""Confidence bins of the expected calibration error recorded with the published weights (Guo et al. 2017)."""
 
 DEFAULT_PROFILES = ("seed", "fast")
 
@@ -75,7 +79,8 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
     """Load the float16 file into a fresh float32 model on the run's device and score the run's test images.
 
     Scored in float32 (no autocast), once plainly and once with flip test-time augmentation; ``matches_record`` says
-    whether the plain accuracy is within ``RELOAD_TOLERANCE`` of the accuracy recorded during training.
+    whether the plain accuracy is within ``RELOAD_TOLERANCE`` of the accuracy recorded during training, and
+    ``calibration`` holds the expected calibration error of the plain predictions.
     """
     device = pick_device(config.device)
     model = build_model(config.model)
@@ -91,6 +96,8 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
     )
     _, accuracy = evaluate(model, loader)
     _, accuracy_tta = evaluate(model, loader, tta=True)
+    scored = predict(model, loader)
+    calibration = reliability_table(scored.logits.softmax(dim=1), scored.labels, bins=CALIBRATION_BINS)
     return {
         "file": path.name,
         "sha256": sha256_of(path),
@@ -100,6 +107,7 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
         "test_acc_float32_flip_tta": accuracy_tta,
         "matches_record": abs(accuracy - recorded_test_acc) <= RELOAD_TOLERANCE,
         "tolerance": RELOAD_TOLERANCE,
+        "calibration": {"ece": calibration.ece, "bins": CALIBRATION_BINS},  # shown in the weights' model card
     }
 
 
@@ -166,13 +174,14 @@ def record_profile(
     run_dir = Path(runs_dir) / f"full-{run_name}"
     resumed = resume and (run_dir / "config.json").is_file()
     start = time.perf_counter()
-    history = fit(None, config, out=run_dir, resume=resumed, quiet=quiet)
+    history = fit(config, out=run_dir, resume=resumed, quiet=quiet).history
     invocation_seconds = time.perf_counter() - start
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    folder = RunFolder(run_dir)
+    metrics = folder.metrics()
     record = build_record(config.to_dict(), history, metrics, invocation_seconds, resumed)
     out = Path(out)
     weights = save_weights(
-        torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True),
+        folder.model_state(),
         run_name,
         out / "weights",
         model=config.model,
@@ -180,8 +189,8 @@ def record_profile(
     record["weights"] = check_published_weights(weights, config, record["final_test_acc"])
     out.mkdir(parents=True, exist_ok=True)
     record["run"] = run_name
-    (out / f"{run_name}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    write_index(out)  # the list of records that readers without a checkout download (see eva9.weights)
+    write_atomic(out / f"{run_name}.json", json.dumps(record, indent=2) + "\n")
+    write_listings(out)  # the index readers without a checkout download, and the package's weights manifest
     return record
 
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from full_runs import build_record, check_published_weights  # noqa: E402
 
-from eva9.results import save_weights, sha256_of  # noqa: E402
+from eva9.files import write_atomic  # noqa: E402
+from eva9.results import save_weights, sha256_of, write_listings  # noqa: E402
 from eva9.train import History, TrainConfig  # noqa: E402
-from eva9.weights import write_index  # noqa: E402
 
 
 def publish(
@@ -69,8 +69,8 @@ def publish(
     )
     record["weights"] = check_published_weights(target, scoring, record["final_test_acc"])
     record["run"] = name
-    record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    write_index(out)
+    write_atomic(record_path, json.dumps(record, indent=2) + "\n")
+    write_listings(out)
     return record
 
 

@@ -89,13 +89,10 @@ def _has_accelerator() -> bool:
 
 def profile_name() -> str:
     """``$EVA9_PROFILE`` if set, else ``seed`` with a GPU and ``smoke`` without one (saying so in one line)."""
-    name = os.environ.get(train.ENV_PROFILE, "").strip()
-    if name:
-        return name
-    if _has_accelerator():
-        return "seed"
-    print("No GPU here: training uses the smoke profile (500 images), far from a full run.")
-    return "smoke"
+    name, _ = train.affordable_profile(_has_accelerator())
+    if name == "smoke" and not os.environ.get(train.ENV_PROFILE, "").strip():
+        print("No GPU here: training uses the smoke profile (500 images), far from a full run.")
+    return name
 
 
 def training_config(**overrides) -> train.TrainConfig:
@@ -116,9 +113,7 @@ def trained_run(config: train.TrainConfig) -> train.Run:
 
     The model comes back in eval mode on the config's device.
     """
-    out = run_dir(config)
-    train.fit(None, config, out=out, resume=True, quiet=True)  # a finished run returns at once
-    run = train.load_run(out)
+    run = train.fit(config, out=run_dir(config), resume=True, quiet=True)  # a finished run returns at once
     run.model.to(pick_device(config.device))
     return run
 
@@ -208,6 +203,6 @@ def test_loader(config: train.TrainConfig) -> DataLoader:
 def class_samples(dataset, per_class: int, seed: int = 0) -> tuple[torch.Tensor, list[int]]:
     """``per_class`` images of every class as one B×3×H×W tensor, grouped by class, and their labels."""
     subset = data.per_class_subset(dataset, per_class, seed)
-    order = np.argsort(subset.targets, kind="stable")
+    order = np.argsort(subset.targets, kind="stable")  # type: ignore[attr-defined]  # per_class_subset keeps them
     items = [subset[int(i)] for i in order]
     return torch.stack([image for image, _ in items]), [label for _, label in items]

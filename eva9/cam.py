@@ -228,8 +228,8 @@ class GradCAM:
                     logits = self.model(x)
                 activations = self._checked(kept.outputs, batch)
                 if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != batch:
-                    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                    raise ValueError(f"the model must return logits B×classes, got {shape}")
+                    got = str(tuple(logits.shape)) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                    raise ValueError(f"the model must return logits B×classes, got {got}")
                 classes = logits.shape[1]
                 target = logits.detach().argmax(dim=1) if wanted is None else wanted.to(logits.device)
                 if target.min() < 0 or target.max() >= classes:

@@ -82,7 +82,8 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
         help="recipe: seed = the course's reference (50 epochs, batch 128, SGD lr 0.01, constant lr); "
         "fast = one-cycle, Nesterov, weight decay, label smoothing, batch 512, 30 epochs; "
         "smoke = 1 epoch on 500 train / 250 test images (about a minute on a CPU). "
-        "Default: $EVA9_PROFILE, else seed; with --resume, the run folder's own config",
+        "Default: $EVA9_PROFILE, else what this machine affords (seed with a GPU, smoke without one, as the book "
+        "chooses); with --resume, the run folder's own config",
     )
     parser.add_argument(
         "--epochs", type=_positive_int, metavar="N", help="number of epochs (overrides the profile and $EVA9_EPOCHS)"
@@ -129,8 +130,20 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _chosen_profile(name: str | None, quiet: bool) -> str:
+    """``--profile``, else the profile this machine affords (saying which and why)."""
+    from .train import affordable_profile
+
+    if name is not None:
+        return name
+    name, why = affordable_profile()
+    if not quiet:
+        print(f"eva9 train: no --profile given, so {name}: {why}", flush=True)
+    return name
+
+
 def _train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, fit, profile, prune
+    from .train import RunFolder, fit, profile, prune
 
     overrides = {
         "epochs": args.epochs,
@@ -153,12 +166,14 @@ def _train(args: argparse.Namespace) -> int:
         if args.out is None:
             raise ValueError("--resume needs --out, the run folder to continue")
         out = Path(args.out)
-        if args.profile is None and (out / "config.json").is_file():
-            config = TrainConfig.load(out).replace(**overrides).validate()
+        folder = RunFolder(out)
+        if args.profile is None and folder.has_config:
+            folder.check_is_run_or_empty()
+            config = folder.config().replace(**overrides).validate()
         else:
-            config = profile(args.profile, **overrides)
+            config = profile(_chosen_profile(args.profile, args.quiet), **overrides)
     else:
-        config = profile(args.profile, **overrides)
+        config = profile(_chosen_profile(args.profile, args.quiet), **overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{config.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     if not args.quiet:
         print(
@@ -166,7 +181,7 @@ def _train(args: argparse.Namespace) -> int:
             f"run folder {out}",
             flush=True,
         )
-    history = fit(None, config, out=out, resume=args.resume, progress=None, quiet=args.quiet)
+    history = fit(config, out=out, resume=args.resume, progress=None, quiet=args.quiet).history
     last = history.epochs[-1]
     print(
         f"final test accuracy: {100 * last['test_acc']:.2f} % (test loss {last['test_loss']:.4f}, "
@@ -250,17 +265,16 @@ def _add_photo_arguments(parser: argparse.ArgumentParser) -> None:
 def _network(weights_arg: str | None):
     """The float32 ResNet18 in eval mode with the chosen weights, and a line naming them."""
     from .models import resnet18
-    from .weights import WeightsError, preferred
+    from .weights import Weights, WeightsError, preferred
 
-    if weights_arg is None:
-        weights_arg = preferred()
-        if weights_arg is None:
-            raise WeightsError(
-                "no published weights here; pass --weights with a .pt file or a run folder "
-                "(`eva9 train --out DIR` writes one)"
-            )
-    described = weights_arg.describe() if hasattr(weights_arg, "describe") else repr(str(weights_arg))
-    return resnet18(weights=weights_arg, progress=False).eval(), described
+    chosen: str | Weights | None = weights_arg if weights_arg is not None else preferred()
+    if chosen is None:
+        raise WeightsError(
+            "no published weights here; pass --weights with a .pt file or a run folder "
+            "(`eva9 train --out DIR` writes one)"
+        )
+    described = chosen.describe() if isinstance(chosen, Weights) else repr(str(chosen))
+    return resnet18(weights=chosen, progress=False).eval(), described
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
@@ -372,19 +386,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         if os.environ.get("EVA9_DEBUG"):  # the full traceback, for developers
             raise
-        return _fail(args.command, sys.exc_info()[1])
+        return _fail(args.command, sys.exc_info()[1] or RuntimeError("unknown error"))
     except KeyboardInterrupt:
         print(f"eva9 {args.command}: interrupted (a run folder can be continued with --resume)", file=sys.stderr)
         return 130
 
 
 def _fail(command: str, error: BaseException) -> int:
-    """Print one line naming what went wrong; expected errors without their type, surprises with it."""
-    message = " ".join(str(error).split()) or type(error).__name__
-    expected = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, FloatingPointError)
-    if not isinstance(error, expected):
-        message = f"{type(error).__name__}: {message} (set EVA9_DEBUG=1 for the traceback)"
-    print(f"eva9 {command}: error: {message}", file=sys.stderr)
+    """Print one line naming what went wrong (see :func:`eva9.messages.failure_line`); return exit status 1."""
+    from .messages import failure_line
+
+    print(f"eva9 {command}: error: {failure_line(error)}", file=sys.stderr)
     return 1
 
 

@@ -271,8 +271,9 @@ def deletion_test(
     chosen = cams.targets.cpu()
     images = images.detach().cpu()
     top = top_pixel_mask(cams[layer].cpu(), fraction)
-    scattered = random_pixel_mask(tuple(top.shape), fraction, seed)
-    blobs = random_blob_mask(tuple(top.shape), fraction, _layer_grid(model, layer, images[:1]), seed)
+    shape = (top.shape[0], top.shape[1], top.shape[2])
+    scattered = random_pixel_mask(shape, fraction, seed)
+    blobs = random_blob_mask(shape, fraction, _layer_grid(model, layer, images[:1]), seed)
     return DeletionResult(
         targets=chosen,
         intact=_class_probability(model, images, chosen, batch_size),

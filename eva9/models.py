@@ -10,12 +10,16 @@ defaults) differ from torchvision's, so state_dicts are not interchangeable.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["BasicBlock", "ResNet", "resnet18", "resnet34", "summary"]
+
+if TYPE_CHECKING:
+    from .weights import Weights
 
 
 # The book includes BasicBlock and keeps its lines within its page.
@@ -84,7 +88,9 @@ class ResNet(nn.Module):
         return self.linear(out)
 
 
-def resnet18(num_classes: int = 10, weights: str | os.PathLike | None = None, progress: bool = True) -> ResNet:
+def resnet18(
+    num_classes: int = 10, weights: str | os.PathLike | Weights | None = None, progress: bool = True
+) -> ResNet:
     """The CIFAR ResNet18: BasicBlocks [2, 2, 2, 2], 11,173,962 parameters for ten classes.
 
     ``weights``: None for random initialisation; the name of published weights (``"seed"``, ``"fast"``, ... — see

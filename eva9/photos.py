@@ -23,22 +23,50 @@ SIZE = 32
 """The side of the images the network was trained on."""
 
 
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` with 8 bits per channel: 16-bit (``I;16*``), 32-bit integer (``I``) and float (``F``) images are
+    scaled, not clipped, so that the same photo at 8 and at 16 bits looks the same.
+
+    16-bit and 32-bit integers are read as 16-bit values (what PNG and TIFF store; 65535 is white); floats as
+    fractions in [0, 1] when they lie there, else like integers.
+    """
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F" and values.size and np.nanmax(values) <= 1.0:
+        values = values * 255.0
+    else:
+        values = values / 257.0  # 65535 / 257 = 255
+    return Image.fromarray(np.clip(np.rint(np.nan_to_num(values)), 0, 255).astype(np.uint8), mode="L")
+
+
+def _array_image(photo: np.ndarray) -> Image.Image:
+    if photo.dtype == np.uint16:
+        photo = np.rint(photo / 257.0).astype(np.uint8)
+    elif photo.dtype.kind == "f":
+        photo = np.clip(np.rint(photo * 255.0 if photo.size and photo.max() <= 1.0 else photo), 0, 255).astype(np.uint8)
+    return Image.fromarray(photo)
+
+
 def load_photo(photo: str | os.PathLike | np.ndarray | Image.Image, size: int = SIZE) -> np.ndarray:
     """A photo as a size×size×3 uint8 RGB array: its centred square, resized.
 
-    ``photo`` is a file path, a PIL image, or an H×W×3 (or H×W) uint8 array. Raises FileNotFoundError for a missing
-    file and ValueError for a file that is not an image.
+    ``photo`` is a file path, a PIL image in any mode (16-bit, 32-bit and float images are scaled to 8 bits), or an
+    H×W×3 (or H×W) uint8, uint16 or float array. Raises FileNotFoundError for a missing file, IsADirectoryError
+    for a folder, and ValueError for a file that is not an image.
     """
     if isinstance(photo, np.ndarray):
-        image = Image.fromarray(photo).convert("RGB")
+        image = _array_image(photo).convert("RGB")
     elif isinstance(photo, Image.Image):
-        image = photo.convert("RGB")
+        image = _eight_bit(photo).convert("RGB")
     else:
+        if os.path.isdir(photo):
+            raise IsADirectoryError(f"{photo} is a directory, not an image file; give the photos inside it")
         if not os.path.isfile(photo):
             raise FileNotFoundError(f"no image file at {photo}")
         try:
             with Image.open(photo) as opened:
-                image = ImageOps.exif_transpose(opened).convert("RGB")  # phones store the rotation separately
+                image = _eight_bit(ImageOps.exif_transpose(opened)).convert("RGB")  # phones store the rotation apart
         except (UnidentifiedImageError, OSError) as error:
             raise ValueError(f"{photo} is not an image that Pillow can read ({error})") from None
     square = ImageOps.fit(image, (size, size), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))

@@ -1,51 +1,50 @@
 """Published weights: which trained networks exist, what each one is, and where its verified file comes from.
 
-A recorded run is ``results/<name>.json`` (see :mod:`eva9.results`); its ``weights`` field names the float16
-``state_dict`` published beside it as ``results/weights/resnet18-<name>-<h>.pt``, ``<h>`` being the first 8 hex
-digits of the file's SHA-256 (torchvision's naming). Every record with weights is one entry of the registry
-(:func:`published`), with its metadata readable without loading any weights. ``eva9.models.resnet18(weights=...)``
-loads one by name.
+The list is a manifest shipped inside the package (:data:`MANIFEST`, ``eva9/published.json``), written by the
+publishing code (:func:`eva9.results.write_manifest`) from the recorded runs: for each set of weights its name, file
+name, full SHA-256, URL and metadata (profile, recipe, data, epochs, accuracy, parameter count). Listing and loading
+weights therefore needs no network and no ``results/`` folder; this module reads only the manifest, never the
+recorded-run JSON (:mod:`eva9.results` owns that).
 
-Where a file comes from, in this order:
+Where a file is looked for, in this order (a damaged copy in one place does not hide a good copy in the next):
 
-1. the checkout's ``results/`` folder (``$EVA9_RESULTS_DIR`` names another one);
-2. torch's hub cache (``torch.hub.get_dir()``, ``$TORCH_HOME/hub``), where earlier downloads are kept;
-3. a download from the repository (:data:`RESULTS_URL`, or ``$EVA9_RESULTS_URL``), hash-checked.
+1. the checkout's ``results/weights/`` (``$EVA9_RESULTS_DIR/weights`` when that is set);
+2. ``$EVA9_WEIGHTS_DIR``, if set: a folder of copies fetched by hand;
+3. torch's hub cache (``torch.hub.get_dir()/checkpoints``, under ``$TORCH_HOME``), where downloads are kept;
+4. a download from the repository (the manifest's URL, or ``$EVA9_RESULTS_URL/weights/<file>``) into the hub cache.
 
 Every file is checked against its full SHA-256 before it is loaded; a file that does not match is never loaded,
-and a bad download is never kept. Without a checkout (a pip install, as in Colab) the list of records comes from
-``results/index.json`` in the repository, which :func:`write_index` writes and a test keeps in step.
+and a bad download is never kept. File names from the manifest are accepted only as plain names, so nothing is
+ever read, written or deleted outside those folders.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .files import DownloadError, UnsafeNameError, WriteError, check_sha256, download, inside, plain_name
 
 __all__ = [
     "REPOSITORY",
     "BRANCH",
     "RESULTS_URL",
-    "INDEX_FILE",
+    "MANIFEST",
     "WeightsError",
     "Weights",
     "results_dir",
     "results_url",
+    "weights_dirs",
     "cache_dir",
     "sha256_of",
-    "record_paths",
+    "manifest",
     "published",
     "get",
     "preferred",
     "load_state_dict",
-    "index",
-    "write_index",
 ]
 
 REPOSITORY = "eva9-course/eva9"
@@ -57,16 +56,17 @@ BRANCH = "main"
 RESULTS_URL = f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}/results"
 """Where the published records and weights are downloaded from when there is no checkout."""
 
-INDEX_FILE = "index.json"
-"""The list of recorded runs in ``results/`` (with each file's SHA-256), for readers without a checkout."""
+MANIFEST = Path(__file__).resolve().with_name("published.json")
+"""The manifest of the published weights, shipped with the package (written by ``eva9.results.write_manifest``)."""
+
+MAX_WEIGHTS_BYTES = 512 * 2**20
+"""The most a downloaded weights file may be when the manifest gives no size (a float16 ResNet34 is ~43 MB)."""
 
 ENV_RESULTS_DIR = "EVA9_RESULTS_DIR"
 ENV_RESULTS_URL = "EVA9_RESULTS_URL"
+ENV_WEIGHTS_DIR = "EVA9_WEIGHTS_DIR"
 
 _CHECKOUT_RESULTS = Path(__file__).resolve().parents[1] / "results"
-
-_PARAMETERS = {"resnet18": 11_173_962, "resnet34": 21_282_122}
-"""Parameter counts of the models for ten classes (``tests/test_weights.py`` checks them against ``eva9.models``)."""
 
 
 class WeightsError(ValueError):
@@ -96,76 +96,27 @@ def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _records_cache() -> Path:
-    return cache_dir().parent / "eva9-results"
+def weights_dirs() -> list[Path]:
+    """The folders searched for a weights file, in order: results/weights, $EVA9_WEIGHTS_DIR, the hub cache."""
+    folders = []
+    directory = results_dir()
+    if directory is not None:
+        folders.append(directory / "weights")
+    by_hand = os.environ.get(ENV_WEIGHTS_DIR, "").strip()
+    if by_hand:
+        folders.append(Path(by_hand).expanduser())
+    return [*folders, cache_dir()]
 
 
 def sha256_of(path: str | os.PathLike) -> str:
     """The SHA-256 of a file's bytes, as 64 hex digits."""
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-# ------------------------------------------------------------------------------------------------------ records
-
-
-def _local_record_paths(directory: Path) -> list[Path]:
-    return sorted(path for path in directory.glob("*.json") if path.name != INDEX_FILE)
-
-
-def _download(url: str, destination: Path, sha256: str | None, what: str) -> Path:
-    """Fetch ``url`` into ``destination`` through a temporary file; keep it only if its SHA-256 is ``sha256``."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.partial")
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-            out.write(response.read())
-        if sha256 is not None and sha256_of(partial) != sha256:
-            raise WeightsError(f"{what} downloaded from {url} does not have the SHA-256 {sha256}; it was deleted")
-        os.replace(partial, destination)
-    except (urllib.error.URLError, OSError) as error:
-        raise WeightsError(f"could not download {what} from {url} ({error})") from None
-    finally:
-        partial.unlink(missing_ok=True)
-    return destination
-
-
-_INDEX_FETCHED: dict[str, Path] = {}
-
-
-def _remote_record_paths() -> list[Path]:
-    """The records listed in the repository's index, each downloaded once into the cache and hash-checked."""
-    cache = _records_cache()
-    index_path = cache / INDEX_FILE
-    url = f"{results_url()}/{INDEX_FILE}"
-    if _INDEX_FETCHED.get(url) != index_path:  # once per process: new runs are published rarely
-        try:
-            _download(url, index_path, None, "the list of recorded runs")
-            _INDEX_FETCHED[url] = index_path
-        except WeightsError:
-            if not index_path.is_file():
-                raise
-            # Offline: the list fetched last time still names files that are in the cache.
-    listing = json.loads(index_path.read_text(encoding="utf-8"))
-    paths = []
-    for entry in listing["records"]:
-        path = cache / entry["sha256"][:8] / entry["file"]  # the record's own name, one folder per version
-        if not (path.is_file() and sha256_of(path) == entry["sha256"]):
-            _download(f"{results_url()}/{entry['file']}", path, entry["sha256"], f"the record {entry['file']}")
-        paths.append(path)
-    return paths
-
-
-def record_paths(directory: str | os.PathLike | None = None) -> list[Path]:
-    """Local paths of every recorded run's JSON in ``directory`` ([] if it is no folder); without one, the results
-    folder's, or (where there is none) downloaded copies."""
-    if directory is not None:
-        return _local_record_paths(Path(directory)) if Path(directory).is_dir() else []
-    directory = results_dir()
-    return _local_record_paths(directory) if directory is not None else _remote_record_paths()
 
 
 # ------------------------------------------------------------------------------------------------------ registry
@@ -179,13 +130,13 @@ class Weights:
     file: str
     sha256: str
     url: str
+    size: int | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def local_path(self) -> Path | None:
-        """The file in the results folder or the hub cache, if it is there (not yet verified)."""
-        directory = results_dir()
-        for folder in ([directory / "weights"] if directory is not None else []) + [cache_dir()]:
+        """The first copy in :func:`weights_dirs`, if there is one (not yet verified)."""
+        for folder in weights_dirs():
             if (folder / self.file).is_file():
                 return folder / self.file
         return None
@@ -201,52 +152,39 @@ class Weights:
         )
 
 
-def _entry(name: str, record: dict) -> Weights | None:
-    weights = record.get("weights")
-    if not weights:
-        return None
-    config = record.get("config", {})
-    model = config.get("model", "resnet18")
-    schedule = config.get("schedule", "?")
-    recipe = (
-        f"{model}, batch {config.get('batch_size', '?')}, SGD lr {config.get('lr', '?')} "
-        f"({schedule}), weight decay {config.get('weight_decay', 0)}, "
-        f"label smoothing {config.get('label_smoothing', 0)}"
-    )
-    return Weights(
-        name=name,
-        file=weights["file"],
-        sha256=weights["sha256"],
-        url=f"{results_url()}/weights/{weights['file']}",
-        meta={
-            "model": model,
-            "profile": record.get("profile"),
-            "recipe": recipe,
-            "epochs": len(record.get("history", {}).get("epochs", [])),
-            "final_test_acc": record.get("final_test_acc"),
-            "test_images": record.get("test_images"),
-            "class_accuracy": dict(zip(record.get("classes", []), record.get("class_accuracy", []))),
-            "device": record.get("device"),
-            "date": str(record.get("date", ""))[:10],
-            "num_params": _PARAMETERS.get(model),
-            "dtype": weights.get("dtype", "float16"),
-            "note": record.get("note"),
-        },
-    )
+def _entry(raw: Any, source: Path) -> Weights:
+    if not isinstance(raw, dict) or not isinstance(raw.get("meta", {}), dict):
+        raise WeightsError(f"{source}: each entry must be an object with name, file, sha256, url and meta")
+    try:
+        name = plain_name(raw.get("name"), "weights name")
+        file = plain_name(raw.get("file"), "weights file name")
+        sha256 = check_sha256(raw.get("sha256"))
+    except UnsafeNameError as error:
+        raise WeightsError(f"{source}: {error}. Reinstall eva9, or re-publish with eva9.results") from None
+    size = raw.get("size")
+    url = f"{results_url()}/weights/{file}" if os.environ.get(ENV_RESULTS_URL, "").strip() else raw.get("url")
+    if not isinstance(url, str) or not isinstance(size, (int, type(None))):
+        raise WeightsError(f"{source}: the entry {name!r} needs a URL and an integer size")
+    return Weights(name, file, sha256, url, size, dict(raw.get("meta", {})))
+
+
+def manifest(path: str | os.PathLike | None = None) -> list[Weights]:
+    """The entries of a manifest (default :data:`MANIFEST`), validated; [] where the file does not exist."""
+    path = Path(path) if path is not None else MANIFEST
+    if not path.is_file():
+        return []
+    try:
+        listing = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"cannot read the weights manifest {path} ({error}); reinstall eva9") from None
+    if not isinstance(listing, dict) or not isinstance(listing.get("weights"), list):
+        raise WeightsError(f"{path} is no weights manifest (an object with a list 'weights'); reinstall eva9")
+    return [_entry(raw, path) for raw in listing["weights"]]
 
 
 def published() -> dict[str, Weights]:
-    """Every published set of weights, by name (the record's file name without ``.json``); reads no weights."""
-    entries = {}
-    for path in record_paths():
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise WeightsError(f"{path} is not valid JSON ({error})") from None
-        entry = _entry(path.stem, record)
-        if entry is not None:
-            entries[entry.name] = entry
-    return entries
+    """Every published set of weights, by name, from the shipped manifest; reads no weights and no network."""
+    return {entry.name: entry for entry in manifest()}
 
 
 def get(name: str) -> Weights:
@@ -261,8 +199,8 @@ def get(name: str) -> Weights:
 def preferred() -> Weights | None:
     """The weights the book shows: ``seed`` if published, else the most accurate other; None if none.
 
-    With a results folder only weights whose file is there (or already in the hub cache) count, so a checkout
-    never reaches for the network; without one (Colab) every published entry counts and is downloaded on use.
+    With a results folder only weights whose file is at hand (:func:`weights_dirs`) count, so a checkout never
+    reaches for the network; without one (a pip install, Colab) every entry counts and is downloaded on use.
     """
     entries = published()
     if results_dir() is not None:
@@ -278,53 +216,40 @@ def preferred() -> Weights | None:
 
 
 def _by_hand(entry: Weights) -> str:
-    places = ([str(results_dir() / "weights")] if results_dir() is not None else []) + [str(cache_dir())]
-    return (
-        f"To use a copy fetched by hand, download {entry.url} and put it in {' or '.join(places)} "
-        f"(its SHA-256 must be {entry.sha256})."
-    )
+    places = " or ".join(str(folder) for folder in weights_dirs())
+    return f"Download {entry.url} by hand and put it in {places} (its SHA-256 must be {entry.sha256})."
 
 
-def _verified_file(entry: Weights, progress: bool) -> Path:
-    """The entry's file, checked against its SHA-256: the results folder's, the cache's, or a fresh download."""
-    import torch
-
-    directory = results_dir()
-    if directory is not None and (directory / "weights" / entry.file).is_file():
-        path = directory / "weights" / entry.file
-        if sha256_of(path) != entry.sha256:
-            raise WeightsError(
-                f"{path} does not have the SHA-256 its record gives ({entry.sha256}): the file is "
-                f"damaged or not the published one, so it was not loaded. {_by_hand(entry)}"
-            )
-        return path
-    cached = cache_dir() / entry.file
-    if cached.is_file() and sha256_of(cached) != entry.sha256:
-        cached.unlink()  # a damaged copy in our own cache: fetch it again
-    if not cached.is_file():
-        print(f"Downloading the published weights {entry.name!r} ({entry.file}) from {entry.url}", flush=True)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(entry.url, str(cached), hash_prefix=entry.sha256, progress=progress)
-        except (urllib.error.URLError, OSError, RuntimeError) as error:
-            cached.unlink(missing_ok=True)
-            reason = " ".join(str(error).split())
-            raise WeightsError(
-                f"could not get the weights {entry.name!r} ({entry.file}) from {entry.url}: {reason}. {_by_hand(entry)}"
-            ) from None
-    return cached
+def _verified_file(entry: Weights) -> Path:
+    """The first copy of the entry's file whose SHA-256 matches, else a fresh download into the hub cache."""
+    damaged = []
+    for folder in weights_dirs():
+        path = inside(folder, entry.file)
+        if path.is_file():
+            if sha256_of(path) == entry.sha256:
+                return path
+            damaged.append(str(path))
+    note = f" ({', '.join(damaged)} did not have its SHA-256 and was not loaded)" if damaged else ""
+    print(f"Downloading the published weights {entry.name!r} ({entry.file}) from {entry.url}", flush=True)
+    try:
+        return download(
+            entry.url, cache_dir(), entry.file, max_bytes=entry.size or MAX_WEIGHTS_BYTES, sha256=entry.sha256
+        )
+    except (DownloadError, WriteError) as error:
+        raise WeightsError(f"could not get the weights {entry.name!r}{note}: {error}. {_by_hand(entry)}") from None
 
 
 def load_state_dict(weights: str | os.PathLike | Weights, progress: bool = True) -> dict:
     """The state_dict of published weights (a name or a :class:`Weights`) or of a ``.pt`` file (a path).
 
     A path may also name a run folder, whose ``model.pt`` is read. Tensors come back as stored (float16 for
-    published weights); ``model.load_state_dict`` copies them into a float32 model.
+    published weights); ``model.load_state_dict`` copies them into a float32 model. ``progress`` is accepted for
+    torchvision's signature; a download prints one line.
     """
     import torch
 
     if isinstance(weights, Weights):
-        path = _verified_file(weights, progress)
+        path = _verified_file(weights)
     elif isinstance(weights, os.PathLike) or os.sep in str(weights) or str(weights).endswith((".pt", ".pth")):
         path = Path(weights).expanduser()
         if path.is_dir():
@@ -332,7 +257,7 @@ def load_state_dict(weights: str | os.PathLike | Weights, progress: bool = True)
         if not path.is_file():
             raise WeightsError(f"no weights file at {path}")
     else:
-        path = _verified_file(get(str(weights)), progress)
+        path = _verified_file(get(str(weights)))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: torch raises several kinds
@@ -342,22 +267,3 @@ def load_state_dict(weights: str | os.PathLike | Weights, progress: bool = True)
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise WeightsError(f"{path} holds no state_dict of tensors")
     return state
-
-
-# ------------------------------------------------------------------------------------------------------ index
-
-
-def index(directory: str | os.PathLike | None = None) -> dict:
-    """The index of a results folder: each record's file name and SHA-256 (what :func:`write_index` writes)."""
-    directory = Path(directory) if directory is not None else results_dir()
-    if directory is None:
-        raise WeightsError("no results folder here to index")
-    return {"records": [{"file": path.name, "sha256": sha256_of(path)} for path in _local_record_paths(directory)]}
-
-
-def write_index(directory: str | os.PathLike | None = None) -> Path:
-    """Write ``index.json`` of a results folder (default: the checkout's); return its path."""
-    directory = Path(directory) if directory is not None else results_dir()
-    path = Path(directory) / INDEX_FILE
-    path.write_text(json.dumps(index(directory), indent=2) + "\n", encoding="utf-8")
-    return path

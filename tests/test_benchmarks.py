@@ -170,7 +170,9 @@ def test_a_resumed_full_run_records_the_wall_time_of_its_whole_life(tmp_path):
 @needs_data
 def test_full_run_of_a_tiny_smoke_profile_writes_a_loadable_record(tmp_path):
     from eva9.results import load_recorded_runs
+    from eva9.weights import MANIFEST, manifest
 
+    shipped = MANIFEST.read_bytes()
     full_runs = bench("full_runs")
     full_runs.record_profile(
         "smoke",
@@ -199,6 +201,10 @@ def test_full_run_of_a_tiny_smoke_profile_writes_a_loadable_record(tmp_path):
     assert hashlib.sha256(published.read_bytes()).hexdigest() == weights["sha256"]
     state = torch.load(published, weights_only=True)
     assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
+    # a trial publishes its own manifest beside its record; the package's stays as it was
+    [entry] = manifest(tmp_path / "results" / "published.json")
+    assert entry.name == "smoke" and entry.sha256 == weights["sha256"] and entry.meta["epochs"] == 1
+    assert 0 <= weights["calibration"]["ece"] <= 1 and MANIFEST.read_bytes() == shipped
     assert weights["test_acc_float32"] == pytest.approx(run["final_test_acc"], abs=0.1)  # 10 images: ±1 may flip
     assert 0 <= weights["test_acc_float32_flip_tta"] <= 1 and weights["scored_on"] == "cpu"
     assert weights["matches_record"] == (abs(weights["test_acc_float32"] - run["final_test_acc"]) <= 0.001)

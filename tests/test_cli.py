@@ -49,7 +49,7 @@ def test_top_level_help_lists_the_commands(capsys):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["train", "--profile", "smoke", "--batch-size", "60", "--train-per-class", "5"], "batch_size=60"),
+        (["train", "--profile", "smoke", "--batch-size", "60", "--train-per-class", "5"], "--batch-size 60"),
         (["train", "--resume"], "--resume needs --out"),
         (["evaluate", "--run", "no/such/run"], "no run folder at no/such/run"),
     ],
@@ -120,7 +120,7 @@ def test_evaluate_picks_this_machines_device_not_the_one_the_run_trained_on(tiny
     config = profile(
         "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
     )
-    fit(None, config, out=out, quiet=True)
+    fit(config, out=out, quiet=True)
     saved = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**saved, "device": "cuda"}))  # as if trained with --device cuda
     assert main(["evaluate", "--run", str(out), "--workers", "0"]) == 0, capsys.readouterr().err
@@ -137,7 +137,7 @@ def tiny_run(tiny_folder, tmp_path):
     config = profile(
         "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
     )
-    fit(None, config, out=out, quiet=True)
+    fit(config, out=out, quiet=True)
     return out
 
 
@@ -189,3 +189,60 @@ def test_keep_weights_only_drops_the_checkpoint_of_a_finished_run(tiny_run, caps
     assert main(["train", "--out", str(tiny_run), "--resume", "--quiet"]) == 0, "and it stays finished"
     assert (tiny_run / "model.pt").read_bytes() == weights
     assert main(["evaluate", "--run", str(tiny_run), "--workers", "0"]) == 0
+
+
+# ------------------------------------------------------------------------------------------ the CLI speaks CLI
+
+
+def test_messages_name_the_flags_not_python_arguments(tiny_run, tiny_folder, capsys):
+    args = ["train", "--profile", "smoke", "--data-dir", str(tiny_folder), "--out", str(tiny_run), "--quiet"]
+    assert main([*args, "--train-per-class", "1", "--batch-size", "5", "--workers", "0"]) == 1
+    err = one_error_line(capsys, "train")
+    assert "pass --resume to continue it" in err and "--out" in err and "resume=True" not in err
+    assert main([*args, "--batch-size", "600", "--workers", "0"]) == 1
+    err = one_error_line(capsys, "train")
+    assert "--batch-size 600: larger than the training set" in err and "TrainConfig" not in err
+    missing = tiny_folder.parent / "absent"
+    assert main(["evaluate", "--run", str(tiny_run), "--data-dir", str(missing)]) == 1
+    err = one_error_line(capsys, "evaluate")
+    assert "--data-dir" in err and "root=" not in err
+
+
+def test_train_without_a_profile_makes_the_books_choice_and_says_so(tiny_folder, tmp_path, capsys, monkeypatch):
+    import eva9.train.runs
+    import eva9.utils
+
+    monkeypatch.delenv("EVA9_PROFILE", raising=False)
+    monkeypatch.setattr(eva9.utils, "pick_device", lambda preferred=None: torch.device("cpu"))  # a CPU machine
+    monkeypatch.setattr(eva9.train.runs, "build_model", lambda name: torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(2, 10)
+    ))  # fmt: skip
+    out = tmp_path / "run"
+    args = ["--data-dir", str(tiny_folder), "--train-per-class", "1", "--test-per-class", "1", "--batch-size", "5"]
+    assert main(["train", *args, "--workers", "0", "--device", "cpu", "--out", str(out)]) == 0
+    assert "no --profile given, so smoke: no GPU here" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["profile"] == "smoke"
+
+
+def test_a_directory_given_as_an_image_says_it_is_a_directory(tmp_path, capsys):
+    assert main(["predict", str(tmp_path)]) == 1
+    err = one_error_line(capsys, "predict")
+    assert f"{tmp_path} is a directory, not an image file" in err
+
+
+def test_a_run_whose_data_folder_holds_a_crafted_pickle_runs_no_code(tiny_run, make_batches_folder, tmp_path, capsys):
+    import pickle
+
+    folder = make_batches_folder(n_per_batch=2)
+    marker = tmp_path / "the-pickle-ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    (folder / "test_batch").write_bytes(pickle.dumps({"data": RunsCode(), "labels": [0, 1]}))
+    config = json.loads((tiny_run / "config.json").read_text())
+    (tiny_run / "config.json").write_text(json.dumps({**config, "data_dir": str(folder)}))  # a shared run folder
+    assert main(["evaluate", "--run", str(tiny_run), "--workers", "0"]) == 1
+    assert f"refused the CIFAR-10 batch file {folder / 'test_batch'}" in one_error_line(capsys, "evaluate")
+    assert not marker.exists()

@@ -119,3 +119,23 @@ def test_bad_input_gets_one_line_and_exit_status_1(case, photo, weights_file, tm
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_a_photo_at_16_bits_integer_or_float_gets_the_same_input_and_prediction_as_at_8_bits(
+    tmp_path, weights_file, mode
+):
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+    gray[:, :24] = 250  # a bright half: what 16-bit values clipped to 255 would turn white
+    Image.fromarray(gray).save(tmp_path / "eight.png")
+    wide = {"I;16": gray.astype(np.uint16) * 257, "I": gray.astype(np.int32) * 257, "F": gray / np.float32(255)}[mode]
+    suffix = ".png" if mode == "I;16" else ".tiff"
+    Image.fromarray(wide).save(tmp_path / f"wide{suffix}")
+    assert Image.open(tmp_path / f"wide{suffix}").mode == mode
+    batch = photos.photo_batch([tmp_path / "eight.png", tmp_path / f"wide{suffix}"])
+    assert torch.equal(batch[0], batch[1])
+    model = models.resnet18(weights=weights_file).eval()
+    with torch.no_grad():
+        first, second = model(batch).argmax(dim=1).tolist()
+    assert first == second

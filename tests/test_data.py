@@ -137,6 +137,31 @@ def test_unreadable_image_is_named_when_it_is_decoded(tiny_folder):
     assert_explains(error, str(bad), "cannot read image file")
 
 
+class RunsCode:
+    """Unpickling this calls ``os.mkdir(marker)``: what a crafted batch file could do with any function."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_crafted_batch_file_is_refused_naming_it_and_runs_no_code(make_batches_folder, tmp_path):
+    import pickle
+
+    folder = make_batches_folder(n_per_batch=2)
+    marker = tmp_path / "the-pickle-ran"
+    (folder / "data_batch_2").write_bytes(pickle.dumps({"data": RunsCode(marker), "labels": [0, 1]}))
+    with pytest.raises(CIFAR10Error, match="refused the CIFAR-10 batch file") as error:
+        cifar10("train", root=folder)
+    assert str(folder / "data_batch_2") in str(error.value) and "posix.mkdir" in str(error.value)
+    assert not marker.exists()
+    assert len(cifar10("test", root=folder)) == 2  # the official layout still reads
+
+
 def test_unreadable_batch_file_is_named(make_batches_folder):
     folder = make_batches_folder(n_per_batch=2)
     (folder / "data_batch_3").write_bytes(b"garbage")

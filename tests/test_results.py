@@ -240,3 +240,21 @@ def test_the_appendix_tables_have_human_headers_with_units():
     assert results.weights_table([run]).columns[3] == "test accuracy recorded in training (%)"
     assert results.class_accuracy_table([run]).columns[0] == "test accuracy (%)"
     assert list(results.SUMMARY_HEADERS) == list(results.run_summary(run))  # one header per field, in order
+
+
+def test_a_model_card_says_what_the_weights_are_for_their_data_accuracy_calibration_and_limits():
+    run = synthetic_run("seed", test_accs=(0.5, 0.88))
+    run["name"] = "seed"
+    run["config"] = {"model": "resnet18", "batch_size": 128, "lr": 0.01, "schedule": "constant", "test_per_class": 50}
+    run["weights"] = {"file": "resnet18-seed-0123abcd.pt", "sha256": "0123abcd" * 8, "dtype": "float16"}
+    card = results.model_card(run)
+    assert "**seed**" in card and "`resnet18-seed-0123abcd.pt`" in card and "11,173,962 parameters" in card
+    assert "*Data*: train: CIFAR-10 train, all 50,000 images; test: CIFAR-10 test, 50 per class" in card
+    assert "88.00%" in card and "cat 90.0%" in card
+    assert "*Calibration*: not measured for this record" in card
+    assert "32×32" in card and "*Limitations*" in card
+    run["weights"]["calibration"] = {"ece": 0.0321, "bins": 15}
+    run["data"] = {"train": "the official CIFAR-10 batches", "test": "the official CIFAR-10 test batch"}
+    card = results.model_card(run)
+    assert "3.21% expected calibration error" in card and "train: the official CIFAR-10 batches" in card
+    assert results.manifest_entry(run)["meta"]["data"] == run["data"]  # a record's own "data" flows into the manifest

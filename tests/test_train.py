@@ -92,14 +92,14 @@ def tiny_config(**overrides) -> TrainConfig:
 def tiny_fit(out=None, model=None, resume=False, **overrides) -> History:
     train, test = tiny_loaders()
     return fit(
-        model if model is not None else tiny_model(),
         tiny_config(**overrides),
+        model=model if model is not None else tiny_model(),
         out=out,
         resume=resume,
         quiet=True,
         train_loader=train,
         test_loader=test,
-    )
+    ).history
 
 
 # ----------------------------------------------------------------------------------------------------- profiles
@@ -172,7 +172,7 @@ def test_batch_larger_than_the_subset_is_refused():
 def test_bad_config_fails_before_any_work(tmp_path):
     config = TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="epochs"):
-        fit(None, config, out=tmp_path / "run", quiet=True)
+        fit(config, out=tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
 
 
@@ -238,7 +238,7 @@ def test_a_two_step_resnet18_fit_writes_every_run_file(tiny_folder, tmp_path):
     config = profile(
         "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
     )
-    history = fit(None, config, out=out, quiet=True)  # model=None: ResNet18, 10 images / batch 5 = 2 steps
+    history = fit(config, out=out, quiet=True).history  # model=None: ResNet18, 10 images / batch 5 = 2 steps
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
     [record] = history.epochs
     assert set(record) == {
@@ -284,7 +284,7 @@ def test_same_seed_gives_the_same_first_epoch_loss(tiny_folder):
             data_dir=str(tiny_folder),
             seed=seed,
         )
-        return fit(tiny_model(), config, quiet=True).epochs[0]["train_loss"]
+        return fit(config, model=tiny_model(), quiet=True).history.epochs[0]["train_loss"]
 
     first = first_loss(0)
     assert first_loss(0) == first
@@ -337,7 +337,7 @@ def test_resume_after_sigkill_mid_epoch_matches_an_uninterrupted_run(tmp_path):
 
         train, test = tiny_loaders()
         config = profile("seed", epochs=4, batch_size=10, lr=0.05, schedule="onecycle", workers=0, device="cpu")
-        fit(Slow(tiny_model(), 0.1), config, out=sys.argv[1], resume=sys.argv[2] == "resume", quiet=True,
+        fit(config, model=Slow(tiny_model(), 0.1), out=sys.argv[1], resume=sys.argv[2] == "resume", quiet=True,
             train_loader=train, test_loader=test)
     """)
     )
@@ -452,7 +452,7 @@ def test_cuda_fit_trains_channels_last_with_amp_from_pinned_worker_batches(tiny_
     train, test = loaders(tiny_folder, batch_size=10, workers=2, train_per_class=4, test_per_class=2, device="cuda")
     images, _ = next(iter(train))
     assert train.pin_memory and test.pin_memory and images.is_pinned()
-    history = fit(None, config, out=tmp_path / "run", quiet=True)
+    history = fit(config, out=tmp_path / "run", quiet=True).history
     assert [e["epoch"] for e in history.epochs] == [1, 2]
     assert all(torch.isfinite(torch.tensor(e["train_loss"])) for e in history.epochs)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -537,8 +537,8 @@ def test_an_interrupted_extension_leaves_no_final_files_of_the_shorter_run(tmp_p
     train_loader, test_loader = tiny_loaders()
     with pytest.raises(KeyboardInterrupt):
         fit(
-            model,
             tiny_config(epochs=2),
+            model=model,
             out=out,
             resume=True,
             quiet=True,
@@ -591,14 +591,14 @@ def test_resumed_and_uninterrupted_real_runs_see_identical_batches_whatever_the_
     )  # 20 real images, augmented: 2 steps per epoch
 
     reference: list = []
-    fit(Recorder(reference), config.replace(workers=0), out=tmp_path / "reference", quiet=True)
+    fit(config.replace(workers=0), model=Recorder(reference), out=tmp_path / "reference", quiet=True)
 
     seen: list = []
     with pytest.raises(KeyboardInterrupt):  # stopped in the second step of epoch 2
-        fit(Recorder(seen, stop_at=3), config, out=tmp_path / "run", quiet=True)
+        fit(config, model=Recorder(seen, stop_at=3), out=tmp_path / "run", quiet=True)
     assert len(History.load(tmp_path / "run")) == 1
     del seen[2:]  # the batches of the epoch that did not finish
-    fit(Recorder(seen), config, out=tmp_path / "run", resume=True, quiet=True)
+    fit(config, model=Recorder(seen), out=tmp_path / "run", resume=True, quiet=True)
 
     assert len(seen) == len(reference) == 6
     for step, (mine, theirs) in enumerate(zip(seen, reference)):

@@ -1,10 +1,14 @@
-"""Published weights: the registry, where files come from (results folder, hub cache, download), hash checks,
-clear errors for every way it can go wrong, torch.hub, and the real files in results/."""
+"""Published weights: the shipped manifest, where files come from (results folder, $EVA9_WEIGHTS_DIR, hub cache,
+download), hash checks, names that cannot leave their folder, clear errors for every way it can go wrong, torch.hub,
+and the real files in results/."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ import torch
 from test_results import synthetic_run
 
 from eva9 import models, results, weights
+from eva9.results import records
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,8 +30,9 @@ def reference_state() -> dict:
 
 @pytest.fixture
 def published(tmp_path, monkeypatch, reference_state):
-    """A results folder with two records (``seed`` and ``other``) and their weights, a copy of it served as the
-    "repository" through a file:// URL, and an empty hub cache; returns (results_dir, remote_dir)."""
+    """A results folder with two records (``seed`` and ``other``) and their weights, their manifest in place of the
+    package's, a copy of the folder served as the "repository" through a file:// URL, and an empty hub cache;
+    returns (results_dir, remote_dir)."""
     results_dir, remote = tmp_path / "results", tmp_path / "remote"
     for name, accuracy in (("seed", 0.88), ("other", 0.90)):
         path = results.save_weights(reference_state, name, results_dir / "weights")
@@ -34,7 +40,9 @@ def published(tmp_path, monkeypatch, reference_state):
         run["config"] = {"model": "resnet18", "batch_size": 128, "lr": 0.01, "schedule": "constant", "epochs": 2}
         run["weights"] = {"file": path.name, "sha256": weights.sha256_of(path), "dtype": "float16"}
         (results_dir / f"{name}.json").write_text(json.dumps(run))
-    weights.write_index(results_dir)
+    results.write_index(results_dir)
+    monkeypatch.setattr(weights, "MANIFEST", tmp_path / "published.json")
+    results.write_manifest(results_dir, weights.MANIFEST)
     shutil.copytree(results_dir, remote)
     monkeypatch.setenv("EVA9_RESULTS_DIR", str(results_dir))
     monkeypatch.setenv("EVA9_RESULTS_URL", remote.as_uri())
@@ -77,9 +85,16 @@ def test_the_registry_describes_each_run_without_loading_weights(published, monk
     assert "88.00% test accuracy" in seed.describe() and "'seed'" in seed.describe()
 
 
-def test_parameter_counts_match_the_models():
-    for name, build in (("resnet18", models.resnet18), ("resnet34", models.resnet34)):
-        assert weights._PARAMETERS[name] == sum(p.numel() for p in build().parameters())
+def test_the_manifest_is_all_the_registry_reads(published, monkeypatch):
+    results_dir, _ = published
+    for record in results_dir.glob("*.json"):
+        record.unlink()  # no records, no index: listing needs only the manifest
+    monkeypatch.setenv("EVA9_RESULTS_URL", "http://127.0.0.1:9/results")
+    assert sorted(weights.published()) == ["other", "seed"]
+    assert weights.get("seed").meta["data"] == {
+        "train": "CIFAR-10 train, all 50,000 images",
+        "test": "CIFAR-10 test, all 10,000 images",
+    }
 
 
 def test_a_name_loads_the_results_folder_file_into_a_float32_model(published, reference_state, monkeypatch):
@@ -128,15 +143,30 @@ def test_no_network_gives_one_clear_error(published, monkeypatch):
     assert not weights.cache_dir().exists() or list(weights.cache_dir().iterdir()) == []
 
 
-def test_a_damaged_file_in_the_checkout_is_never_loaded(published, monkeypatch):
+def test_a_damaged_file_in_the_checkout_is_never_loaded_nor_deleted(published, monkeypatch):
     results_dir, _ = published
     path = results_dir / "weights" / weights.get("seed").file
     path.write_bytes(path.read_bytes()[:1000])
+    monkeypatch.setenv("EVA9_RESULTS_URL", "http://127.0.0.1:9/results")
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a file with the wrong hash was loaded"))
-    with pytest.raises(weights.WeightsError, match="does not have the SHA-256") as error:
+    with pytest.raises(weights.WeightsError, match="did not have its SHA-256") as error:
         models.resnet18(weights="seed")
     assert str(path) in str(error.value)
-    assert path.exists()  # the reader's own file is reported, not deleted
+    assert path.stat().st_size == 1000  # the reader's own file is reported, not deleted
+
+
+def test_a_damaged_copy_in_one_place_does_not_hide_a_good_copy_in_the_next(published, reference_state, monkeypatch):
+    results_dir, _ = published
+    entry = weights.get("seed")
+    good = (results_dir / "weights" / entry.file).read_bytes()
+    (results_dir / "weights" / entry.file).write_bytes(b"damaged")
+    by_hand = results_dir.parent / "by-hand"
+    by_hand.mkdir()
+    (by_hand / entry.file).write_bytes(good)
+    monkeypatch.setenv("EVA9_WEIGHTS_DIR", str(by_hand))
+    monkeypatch.setenv("EVA9_RESULTS_URL", "http://127.0.0.1:9/results")  # it must not download
+    assert same_weights(models.resnet18(weights="seed"), reference_state)
+    assert (results_dir / "weights" / entry.file).read_bytes() == b"damaged"
 
 
 def test_a_damaged_copy_in_the_cache_is_fetched_again(published, reference_state):
@@ -176,7 +206,7 @@ def test_weights_of_another_network_do_not_fit(tmp_path):
 def test_preferred_is_seed_then_the_most_accurate_with_its_file_here(published):
     results_dir, _ = published
     assert weights.preferred().name == "seed"
-    (results_dir / "seed.json").unlink()
+    (results_dir / "weights" / weights.get("seed").file).unlink()
     assert weights.preferred().name == "other"
     (results_dir / "weights" / weights.get("other").file).unlink()
     assert weights.preferred() is None  # a checkout never reaches for the network to decide
@@ -192,12 +222,12 @@ def test_without_a_checkout_records_and_weights_come_from_the_repository(
     assert weights.preferred().name == "seed"
     assert same_weights(models.resnet18(weights="seed", progress=False), reference_state)
     # A record changed on the server without a new index is refused, not trusted.
-    cached = next(weights._records_cache().glob("*/seed.json"))
+    cached = next(records._records_cache().glob("*/seed.json"))
     cached.unlink()
     served = published[1] / "seed.json"
     served.write_text(served.read_text().replace("0.88", "0.99"))
     with pytest.raises(weights.WeightsError, match="does not have the SHA-256"):
-        weights.published()
+        results.load_recorded_runs()
 
 
 def test_hubconf_loads_through_torch_hub(published, reference_state):
@@ -211,8 +241,14 @@ def test_hubconf_loads_through_torch_hub(published, reference_state):
 
 
 def test_the_repository_index_lists_every_record_with_its_hash():
-    assert json.loads((REPO / "results" / "index.json").read_text()) == weights.index(REPO / "results"), (
-        "results/index.json is out of date: run `python -c 'from eva9 import weights; weights.write_index()'`"
+    assert json.loads((REPO / "results" / "index.json").read_text()) == results.index(REPO / "results"), (
+        "results/index.json is out of date: run `python -c 'from eva9 import results; results.write_listings()'`"
+    )
+
+
+def test_the_shipped_manifest_is_the_one_the_records_give():
+    assert json.loads(weights.MANIFEST.read_text()) == results.manifest(REPO / "results"), (
+        "eva9/published.json is out of date: run `python -c 'from eva9 import results; results.write_listings()'`"
     )
 
 
@@ -225,3 +261,116 @@ def test_every_published_file_is_the_one_its_record_names(monkeypatch):
         assert path.is_file() and weights.sha256_of(path) == run["weights"]["sha256"] == entry.sha256
         assert entry.file == f"resnet18-{run['name']}-{entry.sha256[:8]}.pt"
         assert entry.meta["final_test_acc"] == run["final_test_acc"]
+
+
+# ------------------------------------------------------------------------------ names that cannot leave the cache
+
+CRAFTED_NAMES = ["../../escaped.json", "ABSOLUTE", "..\\escaped.json", "x" * 200 + ".json", ".."]
+
+
+def _crafted(name: str, victim: Path) -> str:
+    return str(victim) if name == "ABSOLUTE" else name
+
+
+@pytest.mark.parametrize("name", CRAFTED_NAMES)
+def test_a_crafted_index_entry_can_neither_write_nor_delete_outside_the_cache(published, monkeypatch, tmp_path, name):
+    no_checkout(monkeypatch, tmp_path)
+    remote = published[1]
+    victim = tmp_path / "victim.json"
+    victim.write_text("the user's own file")
+    attack = b'{"owned": true}'
+    file = _crafted(name, victim)
+    if name in ("../../escaped.json", "ABSOLUTE"):  # served where the URL that the name makes points
+        served = remote / file if name != "ABSOLUTE" else remote / file.lstrip("/")
+        served.parent.mkdir(parents=True, exist_ok=True)
+        served.write_bytes(attack)
+    digest = hashlib.sha256(attack).hexdigest()
+    (remote / "index.json").write_text(json.dumps({"records": [{"file": file, "sha256": digest}]}))
+    before = sorted(p for p in tmp_path.rglob("*") if "torch-home" not in p.parts)
+    with pytest.raises(weights.WeightsError, match="refused the record file name"):
+        results.load_recorded_runs()
+    assert victim.read_text() == "the user's own file"
+    assert sorted(p for p in tmp_path.rglob("*") if "torch-home" not in p.parts) == before
+
+
+@pytest.mark.parametrize("name", CRAFTED_NAMES)
+def test_a_crafted_manifest_entry_is_refused_and_touches_nothing(published, monkeypatch, tmp_path, name):
+    victim = tmp_path / "victim.pt"
+    victim.write_bytes(b"the user's own file")
+    listing = json.loads(weights.MANIFEST.read_text())
+    listing["weights"][0]["file"] = _crafted(name, victim)
+    weights.MANIFEST.write_text(json.dumps(listing))
+    monkeypatch.setenv("EVA9_RESULTS_URL", "http://127.0.0.1:9/results")
+    with pytest.raises(weights.WeightsError, match=f"{weights.MANIFEST}.*refused the weights file name"):
+        models.resnet18(weights=listing["weights"][0]["name"])
+    assert victim.read_bytes() == b"the user's own file"
+
+
+def test_a_manifest_sha256_must_be_64_hex_digits(published):
+    listing = json.loads(weights.MANIFEST.read_text())
+    listing["weights"][0]["sha256"] = "ac30730b"
+    weights.MANIFEST.write_text(json.dumps(listing))
+    with pytest.raises(weights.WeightsError, match="a SHA-256 is 64 hex digits"):
+        weights.published()
+
+
+def test_an_oversized_index_is_refused_and_a_malformed_one_never_replaces_the_cached_copy(
+    published, monkeypatch, tmp_path
+):
+    no_checkout(monkeypatch, tmp_path)
+    remote = published[1]
+    assert [run["name"] for run in results.load_recorded_runs()] == ["seed", "other"]
+    cached = records._records_cache() / "index.json"
+    good = cached.read_bytes()
+    records._INDEX_FETCHED.clear()
+    (remote / "index.json").write_text("{not json")
+    assert [run["name"] for run in results.load_recorded_runs()] == ["seed", "other"]  # the cached copy, kept
+    assert cached.read_bytes() == good
+    records._INDEX_FETCHED.clear()
+    (remote / "index.json").write_bytes(b" " * (records.MAX_INDEX_BYTES + 1))
+    assert [run["name"] for run in results.load_recorded_runs()] == ["seed", "other"]
+    assert cached.read_bytes() == good and [p.name for p in cached.parent.iterdir() if p.is_file()] == ["index.json"]
+    cached.unlink()
+    records._INDEX_FETCHED.clear()
+    with pytest.raises(weights.WeightsError, match="larger than 1,048,576 bytes"):
+        results.load_recorded_runs()
+
+
+def test_a_download_larger_than_its_cap_is_refused_and_not_kept(published, monkeypatch):
+    results_dir, remote = published
+    entry = weights.get("seed")
+    (results_dir / "weights" / entry.file).unlink()
+    listing = json.loads(weights.MANIFEST.read_text())
+    for raw in listing["weights"]:
+        raw["size"] = 1000
+    weights.MANIFEST.write_text(json.dumps(listing))
+    with pytest.raises(weights.WeightsError, match="larger than 1,000 bytes"):
+        models.resnet18(weights="seed")
+    assert not weights.cache_dir().exists() or list(weights.cache_dir().iterdir()) == []
+
+
+def test_without_a_checkout_or_network_a_hub_cache_copy_loads(published, reference_state, monkeypatch, tmp_path):
+    results_dir, _ = published
+    entry = weights.get("seed")
+    weights.cache_dir().mkdir(parents=True)
+    shutil.copy(results_dir / "weights" / entry.file, weights.cache_dir() / entry.file)
+    no_checkout(monkeypatch, tmp_path)
+    monkeypatch.setenv("EVA9_RESULTS_URL", "http://127.0.0.1:9/results")  # nothing listens on the discard port
+    monkeypatch.setattr(records, "_remote_record_paths", lambda: pytest.fail("the records were downloaded"))
+    assert same_weights(models.resnet18(weights="seed"), reference_state)
+
+
+def test_without_a_checkout_network_or_copy_the_error_names_url_file_and_folder(published, monkeypatch, tmp_path):
+    no_checkout(monkeypatch, tmp_path)
+    monkeypatch.delenv("EVA9_RESULTS_URL")  # the manifest's own URL, made unreachable below
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    entry = weights.get("seed")
+    with pytest.raises(weights.WeightsError) as error:
+        models.resnet18(weights="seed")
+    message = str(error.value)
+    assert "\n" not in message and entry.url in message and entry.file in message
+    assert str(weights.cache_dir()) in message and entry.url.startswith(weights.RESULTS_URL)

@@ -3,8 +3,9 @@
 The repository is stated once in code, ``eva9.weights.REPOSITORY`` (``eva9.book`` and the download URLs derive from
 it), but files that are not Python name it too: the book's configuration, every chapter's Colab install cell (the
 MyST source and its paired notebook, rewritten alike so the pairing holds), the README, ``hubconf.py``'s docstring,
-``CITATION.cff`` and the browser check. ``PLACES`` lists them. The script refuses to run if any other file in the
-tree names the current repository, so a new place cannot be missed silently; add it to ``PLACES``.
+``CITATION.cff``, the browser check and the weights manifest's URLs. ``PLACES`` lists them. The script refuses to
+run if any other file in the tree names the current repository, so a new place cannot be missed silently; add it
+to ``PLACES``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ PLACES = (
     "book/*.md",
     "book/*.ipynb",
     "tests/html/test_built_book.py",
+    "eva9/published.json",
 )
 """Every file (glob, relative to the root) that names the repository."""
 
@@ -35,7 +37,8 @@ NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+$")
 """A GitHub ``owner/name``."""
 
 MENTION = re.compile(
-    r"(?:github\.com/|colab\.research\.google\.com/github/|torch\.hub\.load\(\"|REPOSITORY = \")([\w.-]+/[\w.-]+)"
+    r"(?:github\.com/|raw\.githubusercontent\.com/|colab\.research\.google\.com/github/"
+    r"|torch\.hub\.load\(\"|REPOSITORY = \")([\w.-]+/[\w.-]+)"
 )
 """A mention of a GitHub repository in a place: a URL, a ``torch.hub.load`` call or the constant; group 1 is it."""
 

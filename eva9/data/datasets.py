@@ -6,6 +6,8 @@ Every copy ends up as a :class:`CIFAR10Dataset` holding uint8 HWC RGB images and
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pickle
 from collections.abc import Sequence
@@ -152,8 +154,9 @@ class CIFAR10Dataset(Dataset):
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[Any, int]:
         if isinstance(index, tuple):  # (index, augmentation seed) from EpochSampler
             index, seed = index
-            if hasattr(self.transform, "set_random_seed"):
-                self.transform.set_random_seed(seed)
+            reseed = getattr(self.transform, "set_random_seed", None)
+            if reseed is not None:
+                reseed(seed)
         image = self.images[index]
         if self.transform is None:
             return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255), self.targets[
@@ -178,6 +181,19 @@ class CIFAR10Dataset(Dataset):
     def uint8_images(self) -> np.ndarray:
         """All images as one uint8 N×H×W×3 array (decoding image files if needed)."""
         return self.load_images().images  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        """What these items are, in one line: the layout, the count, and a SHA-256 of the labels and the image
+        bytes (of the file names, for image files not decoded yet); equal for the same data wherever it lies."""
+        digest = hashlib.sha256(np.asarray(self.targets, dtype=np.int64).tobytes())
+        if isinstance(self.images, ImageFiles):
+            layout = "image files"
+            for path in self.images.paths:
+                digest.update("/".join(path.parts[-3:]).encode("utf-8") + b"\0")  # split/class/file
+        else:
+            layout = "images in memory"
+            digest.update(np.ascontiguousarray(self.images).tobytes())
+        return f"{self.split} {layout}, {len(self)} items, sha256 {digest.hexdigest()[:16]}"
 
     def __repr__(self) -> str:
         source = "image files" if isinstance(self.images, ImageFiles) else "in-memory array"
@@ -213,18 +229,53 @@ def _detect_layout(root: Path) -> tuple[str, Path]:
     )
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a function or class that a CIFAR-10 batch never holds."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles plain containers, strings, numbers and bytes, and numpy arrays; refuses any other global, so a
+    crafted batch file runs no code."""
+
+    _ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+        ("builtins", "bytearray"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise _RefusedGlobal(f"it asks to run {module}.{name}, which a CIFAR-10 batch never does")
+
+
+def _read_batch(path: Path) -> Any:
+    """A CIFAR-10 batch file through :class:`_BatchUnpickler` (no code from the file runs)."""
+    return _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+
+
 def _load_batches(folder: Path, split: str) -> tuple[np.ndarray, list[int]]:
     """Images (uint8 N×32×32×3) and labels from torchvision's pickled batches in ``folder``."""
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
     for name in TRAIN_BATCHES if split == "train" else TEST_BATCHES:
         path = folder / name
         if not path.is_file():
             raise CIFAR10Error(f"{path} is missing from the cifar-10-batches-py copy at {folder}. " + LAYOUTS_HELP)
         try:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="latin1")
+            batch = _read_batch(path)
             data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             batch_labels = list(batch["labels"] if "labels" in batch else batch["fine_labels"])
+        except _RefusedGlobal as error:
+            raise CIFAR10Error(
+                f"refused the CIFAR-10 batch file {path}: {error}; nothing from it ran. Replace it with the official "
+                "file, or point at another copy"
+            ) from None
         except Exception as error:  # noqa: BLE001 - any failure here means an unreadable batch file
             raise CIFAR10Error(f"cannot read CIFAR-10 batch file {path}: {error!r}. " + LAYOUTS_HELP) from None
         images.append(data.transpose(0, 2, 3, 1))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -47,14 +47,14 @@ def channel_stats(dataset: Dataset, chunk: int = 4096) -> tuple[tuple[float, ...
             count += len(pixels)
         scale = 255.0
     else:
-        for item in dataset:
+        for item in dataset:  # type: ignore[attr-defined]  # a map-style dataset iterates by index
             x = (item[0] if isinstance(item, (tuple, list)) else item).double().flatten(1)
             part, part_sq = x.sum(1).numpy(), (x * x).sum(1).numpy()
             total = part if total is None else total + part
             squares = part_sq if squares is None else squares + part_sq
             count += x.shape[1]
         scale = 1.0
-    if total is None or count == 0:
+    if total is None or squares is None or count == 0:
         raise ValueError("channel_stats needs a non-empty dataset")
     mean = total / count
     var = np.maximum(squares / count - mean * mean, 0.0)
@@ -173,7 +173,7 @@ def _loader_options(batch_size: int, workers: int | None, device: str | torch.de
 def _test_set(path: Path | None, transform, per_class: int | None, seed: int, download: bool | None) -> Dataset:
     test = cifar10("test", path, download=download)
     if per_class is not None:
-        test = per_class_subset(test, per_class, seed)
+        test = cast(CIFAR10Dataset, per_class_subset(test, per_class, seed))  # a CIFAR10Dataset gives one
     test.transform = test_transforms() if transform is None else transform
     test.load_images()
     return test
@@ -224,7 +224,7 @@ def loaders(
     path = dataset_root(root)
     train = cifar10("train", path, download=download)
     if train_per_class is not None:
-        train = per_class_subset(train, train_per_class, seed)
+        train = cast(CIFAR10Dataset, per_class_subset(train, train_per_class, seed))
     if batch_size > len(train):
         raise ValueError(
             f"batch_size={batch_size} is larger than the training set ({len(train)} images"

@@ -66,7 +66,7 @@ def _axes_grid(n: int, ncols: int, axes, panel: float = 1.8, extra_height: float
 
 def _single_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is not None:
-        return ax.figure, ax
+        return ax.get_figure(root=True), ax  # type: ignore[return-value]  # root=True: a Figure, never a SubFigure
     fig = _Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
 

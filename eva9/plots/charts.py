@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -21,9 +22,10 @@ __all__ = ["training_curves", "class_accuracy_bars", "confusion_matrix_heatmap",
 def _history_epochs(history) -> list[dict]:
     """The per-epoch dicts of a History, a ``{"epochs": [...]}`` dict, or a history.json path (file or run folder)."""
     if isinstance(history, (str, os.PathLike)):
-        from eva9.train import History
+        from eva9.train import History, RunFolder
 
-        history = History.load(history)
+        path = Path(history)
+        history = RunFolder(path).history() if path.is_dir() else History.load(path)
     epochs = history.get("epochs") if isinstance(history, Mapping) else getattr(history, "epochs", None)
     if not isinstance(epochs, list):
         raise ValueError('history must be a History, a dict {"epochs": [...]}, or the path of a history.json')
@@ -42,11 +44,11 @@ def _label_smoothing_of(history) -> float | None:
     if isinstance(history, Mapping) and isinstance(history.get("config"), Mapping):
         return history["config"].get("label_smoothing")
     if isinstance(history, (str, os.PathLike)):
-        folder = Path(history) if Path(history).is_dir() else Path(history).parent
-        if (folder / "config.json").is_file():
-            import json
+        from eva9.train import RunFolder
 
-            return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("label_smoothing")
+        folder = RunFolder(Path(history) if Path(history).is_dir() else Path(history).parent)
+        if folder.has_config:
+            return folder.config().label_smoothing
     return None
 
 
@@ -154,15 +156,16 @@ def reliability_diagram(
     inside it: underconfident). The lower
     panel shows how many predictions fall in each bin. ``axes``: two axes to draw into (diagram, counts).
     """
+    fig: Figure
     if axes is None:
         fig = _Figure(figsize=(5, 5.5), layout="constrained")
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     else:
-        axes = list(np.ravel(axes))
+        axes = list(np.ravel(np.asarray(axes, dtype=object)))
         if len(axes) != 2:
             raise ValueError(f"a reliability diagram needs two axes (diagram, counts), got {len(axes)}")
         top, bottom = axes
-        fig = top.figure
+        fig = cast(Figure, top.get_figure(root=True))
     edges, counts = np.asarray(table.edges), np.asarray(table.counts)
     filled = counts > 0
     left, width = edges[:-1][filled], np.diff(edges)[filled]

@@ -7,15 +7,14 @@ A recorded run is one JSON file written by ``benchmarks/full_runs.py`` after tra
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..weights import record_paths, sha256_of
+from ..files import DownloadError, UnsafeNameError, WriteError, check_sha256, download, plain_name
+from ..weights import MANIFEST, WeightsError, cache_dir, results_dir, results_url, sha256_of
 
 SCHEMA_VERSION = 1
 """Version of the recorded-run JSON layout; bumped when a field changes meaning."""
@@ -72,6 +71,15 @@ _REQUIRED: dict[str, type | tuple[type, ...]] = {
 }
 _EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
 
+INDEX_FILE = "index.json"
+"""The list of recorded runs in ``results/`` (with each file's SHA-256), for readers without a checkout."""
+
+MAX_INDEX_BYTES = 1 << 20
+"""The most a downloaded index may be (the real one is well under 1 KB per record)."""
+
+MAX_RECORD_BYTES = 16 << 20
+"""The most a downloaded record may be (a 50-epoch record is about 20 KB)."""
+
 
 # --------------------------------------------------------------------------------------------------- run files
 
@@ -87,38 +95,89 @@ def epochs_to_target(epochs: Sequence[dict], target: float = TARGET_ACCURACY) ->
     return None, None
 
 
-def save_weights(
-    state_dict: dict, run: str, directory: str | os.PathLike = WEIGHTS_DIR, model: str = "resnet18"
-) -> Path:
-    """Publish a state_dict as ``<model>-<run>-<h>.pt`` in ``directory``; return the file's path.
+# --------------------------------------------------------------------------------------------- finding records
 
-    Floating-point tensors are stored as float16 (half the size; a float32 model loads them with
-    ``load_state_dict``), others (BatchNorm's step counters) as they are, all contiguous on the CPU. ``<h>`` is the
-    first 8 hex digits of the file's SHA-256: torchvision's naming, which ``torch.hub.load_state_dict_from_url(...,
-    check_hash=True)`` verifies. The same weights saved again give the same file; an existing file of that name
-    with other bytes is never overwritten.
+
+def local_record_paths(directory: Path) -> list[Path]:
+    """The recorded runs' JSON files in a results folder, by name ([] if it is no folder); not the index, nor a
+    manifest that :func:`~eva9.results.write_listings` wrote beside them."""
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob("*.json") if path.name not in (INDEX_FILE, MANIFEST.name))
+
+
+def _records_cache() -> Path:
+    return cache_dir().parent / "eva9-results"
+
+
+def _listing(path: Path) -> list[dict]:
+    """The validated entries of a downloaded index: plain file names and 64-hex-digit SHA-256s."""
+    try:
+        listing = json.loads(path.read_text(encoding="utf-8"))
+        entries = listing["records"]
+        if not isinstance(entries, list):
+            raise TypeError("'records' is no list")
+        return [
+            {"file": plain_name(e["file"], "record file name"), "sha256": check_sha256(e["sha256"])} for e in entries
+        ]
+    except UnsafeNameError as error:
+        raise WeightsError(f"{path}: {error}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise WeightsError(f"{path} is no index of recorded runs ({error!r})") from None
+
+
+_INDEX_FETCHED: dict[str, Path] = {}
+
+
+def _remote_record_paths() -> list[Path]:
+    """The records listed in the repository's index, each downloaded once into the cache and hash-checked.
+
+    The index is downloaded (capped) beside the cached copy and replaces it only once it validates; offline, the
+    copy fetched last time is used. Every name it gives is a plain name, so nothing leaves the cache folder.
     """
-    import torch
+    cache = _records_cache()
+    url = f"{results_url()}/{INDEX_FILE}"
+    if _INDEX_FETCHED.get(url) != cache / INDEX_FILE:  # once per process: new runs are published rarely
+        try:
+            fresh = download(url, cache, f".{INDEX_FILE}.new", max_bytes=MAX_INDEX_BYTES)
+            try:
+                _listing(fresh)
+                os.replace(fresh, cache / INDEX_FILE)
+            finally:
+                fresh.unlink(missing_ok=True)
+            _INDEX_FETCHED[url] = cache / INDEX_FILE
+        except (DownloadError, WriteError, WeightsError) as error:  # offline, too large or malformed: keep the old
+            if not (cache / INDEX_FILE).is_file():
+                raise WeightsError(f"could not get the list of recorded runs from {url}: {error}") from None
+    paths = []
+    for entry in _listing(cache / INDEX_FILE):
+        folder = cache / entry["sha256"][:8]  # the record's own name, one folder per version
+        path = folder / entry["file"]
+        if not (path.is_file() and sha256_of(path) == entry["sha256"]):
+            try:
+                download(
+                    f"{results_url()}/{entry['file']}",
+                    folder,
+                    entry["file"],
+                    max_bytes=MAX_RECORD_BYTES,
+                    sha256=entry["sha256"],
+                )
+            except (DownloadError, WriteError) as error:
+                raise WeightsError(f"could not get the record {entry['file']}: {error}") from None
+        paths.append(path)
+    return paths
 
-    half = {
-        key: value.detach().to("cpu", torch.float16 if value.is_floating_point() else value.dtype).contiguous()
-        for key, value in state_dict.items()
-    }
-    buffer = io.BytesIO()  # a file object keeps the archive's inner folder name independent of the file name
-    torch.save(half, buffer)
-    data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    directory = Path(directory)
-    path = directory / f"{model}-{run}-{digest[:8]}.pt"
-    if path.exists():
-        if sha256_of(path) != digest:
-            raise ValueError(f"{path} exists with other bytes than these weights; it was not overwritten")
-        return path
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+
+def record_paths(directory: str | os.PathLike | None = None) -> list[Path]:
+    """Local paths of every recorded run's JSON in ``directory`` ([] if it is no folder); without one, the results
+    folder's, or (where there is none) downloaded copies."""
+    if directory is not None:
+        return local_record_paths(Path(directory))
+    local = results_dir()
+    return local_record_paths(local) if local is not None else _remote_record_paths()
+
+
+# ------------------------------------------------------------------------------------------------ validating
 
 
 def _fail(source: str, message: str) -> None:

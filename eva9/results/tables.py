@@ -124,8 +124,8 @@ def run_summary(run: dict) -> dict[str, Any]:
         "final_train_acc": _percent(run["final_train_acc"]),
         "best_test_acc": _percent(max(float(row["test_acc"]) for row in epochs)),
         "epochs_to_target": run["epochs_to_target"],
-        "seconds_to_target": None if run["seconds_to_target"] is None else round(run["seconds_to_target"], 1),
-        "median_epoch_seconds": round(median, 2),
+        "seconds_to_target": None if run["seconds_to_target"] is None else round(float(run["seconds_to_target"]), 1),
+        "median_epoch_seconds": None if median is None else round(median, 2),
         "median_train_images_per_s": None if images_per_s is None else int(round(images_per_s)),
         "wall_seconds": round(float(run["wall_seconds"]), 1),
     }

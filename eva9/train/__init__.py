@@ -9,6 +9,7 @@ every public name importable from here:
 - :mod:`eva9.train.loop`: :func:`train_one_epoch`, :func:`predict`, :func:`evaluate`;
 - :mod:`eva9.train.parts`: what a run trains with (loss, SGD, schedule, mixed precision, channels-last);
 - :mod:`eva9.train.history`: :class:`History`, the per-epoch records;
+- :mod:`eva9.train.folder`: :class:`RunFolder`, the one owner of a run folder's files (lock, atomic writes);
 - :mod:`eva9.train.runs`: :func:`fit`, :func:`load_run`, :func:`prune`, checkpoints and resume.
 
 The engine knows data and models and nothing above them: the analysis, the results, the plots and the book use it,
@@ -17,7 +18,17 @@ never the other way round (the import-linter contracts in ``pyproject.toml``).
 
 from __future__ import annotations
 
-from .config import ENV_EPOCHS, ENV_PROFILE, PROFILES, SCHEDULES, TrainConfig, build_model, profile
+from .config import (
+    ENV_EPOCHS,
+    ENV_PROFILE,
+    PROFILES,
+    SCHEDULES,
+    TrainConfig,
+    affordable_profile,
+    build_model,
+    profile,
+)
+from .folder import RunFolder, RunFolderBusy, RunFolderError
 from .history import History
 from .loop import NonFiniteLossError, Predictions, evaluate, predict, train_one_epoch
 from .parts import CHANNELS_LAST_ON_CPU
@@ -31,6 +42,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "profile",
+    "affordable_profile",
     "History",
     "Predictions",
     "Run",
@@ -43,4 +55,7 @@ __all__ = [
     "build_model",
     "CHANNELS_LAST_ON_CPU",
     "RUN_FILES",
+    "RunFolder",
+    "RunFolderError",
+    "RunFolderBusy",
 ]

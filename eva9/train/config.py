@@ -14,7 +14,16 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-__all__ = ["SCHEDULES", "ENV_PROFILE", "ENV_EPOCHS", "TrainConfig", "PROFILES", "profile", "build_model"]
+__all__ = [
+    "SCHEDULES",
+    "ENV_PROFILE",
+    "ENV_EPOCHS",
+    "TrainConfig",
+    "PROFILES",
+    "profile",
+    "affordable_profile",
+    "build_model",
+]
 
 SCHEDULES: tuple[str, ...] = ("constant", "onecycle", "cosine")
 """Learning-rate schedules: constant; one-cycle (warm up to ``lr``, anneal to ~0); cosine from ``lr`` to 0."""
@@ -37,7 +46,10 @@ def _read_run_json(path: str | os.PathLike, filename: str, hint: str) -> Any:
         path = path / filename
     if not path.is_file():
         raise FileNotFoundError(f"no {filename} at {path}: {hint}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"cannot read {path} ({error}); delete or re-create it") from None
 
 
 @dataclass
@@ -240,6 +252,19 @@ def profile(name: str | None = None, **overrides: Any) -> TrainConfig:
             raise ValueError(f"{ENV_EPOCHS}={env_epochs!r} is not an integer number of epochs") from None
     fields.update(overrides)
     return TrainConfig.from_dict(fields).validate()
+
+
+def affordable_profile(has_gpu: bool | None = None) -> tuple[str, str]:
+    """The profile this machine affords, and why: ``$EVA9_PROFILE`` if set, else ``seed`` with a GPU (CUDA or
+    MPS; ``has_gpu=None`` looks) and ``smoke`` without one; the book and ``eva9 train`` both choose so."""
+    from ..utils import pick_device
+
+    name = os.environ.get(ENV_PROFILE, "").strip()
+    if name:
+        return name, f"${ENV_PROFILE} names it"
+    if has_gpu if has_gpu is not None else pick_device().type != "cpu":
+        return "seed", "a GPU is here"
+    return "smoke", "no GPU here: a 500-image plumbing check, far from a full run; pass --profile seed to train one"
 
 
 def build_model(name: str = "resnet18") -> nn.Module:

@@ -1,16 +1,12 @@
-"""A run's per-epoch records (:class:`History`, the layout of ``history.json``) and the atomic file writes that
-keep a run folder consistent when the process is killed."""
+"""A run's per-epoch records: :class:`History`, the layout of ``history.json``."""
 
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import torch
-
+from ..files import write_atomic
 from .config import _read_run_json
 
 __all__ = ["History"]
@@ -48,7 +44,7 @@ class History:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``history.json`` atomically."""
-        _write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2))
+        write_atomic(path, json.dumps(self.to_dict(), indent=2))
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -56,19 +52,3 @@ class History:
     def column(self, key: str) -> list:
         """One value per epoch, e.g. ``history.column("test_acc")``."""
         return [e[key] for e in self.epochs]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename: a kill leaves the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

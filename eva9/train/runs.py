@@ -1,26 +1,21 @@
-"""Run folders: :func:`fit` trains a config epoch by epoch (:mod:`eva9.train.loop`) and keeps a run folder in which one
-checkpoint holds everything a resumed run needs; :func:`load_run` reads it back and :func:`prune` slims it::
-
-    out/config.json      the TrainConfig
-    out/history.json     one record per finished epoch, rewritten after every epoch
-    out/checkpoint.pt    model, optimizer, scheduler, scaler, epoch, RNG states, history (atomic: temp + rename)
-    out/model.pt         final weights (a state_dict)
-    out/metrics.json     final test loss/accuracy, per-class accuracy, confusion matrix, wall time, device, versions
+"""Runs: :func:`fit` trains a config epoch by epoch (:mod:`eva9.train.loop`) into a run folder, whose files
+:class:`~eva9.train.folder.RunFolder` alone reads and writes (one checkpoint holds everything a resumed run needs);
+:func:`load_run` reads a run back and :func:`prune` slims it.
 
 A folder holding ``model.pt`` and ``metrics.json`` is a finished run: ``fit`` never trains there again unless asked
 to extend it, and :func:`prune` drops its ``checkpoint.pt`` (twice the size of ``model.pt``) when only the
-weights are wanted. ``metrics.json`` is written last and removed first, so the two exist only while they describe
-the same state as ``history.json``.
+weights are wanted. Each checkpoint remembers what it was trained on (a fingerprint of the data, the CPU thread
+count), so a resume on other data is refused and one on another thread count is announced.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
 import random
+import sys
 import time
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,17 +27,16 @@ from ..metrics import class_accuracy, confusion_matrix
 from ..provenance import machine, versions
 from ..utils import pick_device, seed_everything
 from .config import TrainConfig, build_model, profile
-from .history import History, _save_atomic, _write_text_atomic
+from .folder import RUN_FILES, RunFolder, RunFolderError
+from .history import History
 from .loop import Predictions, _loss_and_accuracy, _want_progress, predict, train_one_epoch
-from .parts import _loaders, _training_parts
+from .parts import _loaders, _training_parts, _TrainingParts
 
 __all__ = ["RUN_FILES", "Run", "fit", "load_run", "prune"]
 
-RUN_FILES = ("config.json", "history.json", "checkpoint.pt", "model.pt", "metrics.json")
-
 
 class Run(NamedTuple):
-    """A finished (or interrupted) run read back from its folder: model (CPU, eval mode), config, history."""
+    """A run: its model (eval mode; on the CPU when read back from a folder), config and history."""
 
     model: nn.Module
     config: TrainConfig
@@ -53,7 +47,7 @@ def _rng_states(train_loader) -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     states = {
         "python": random.getstate(),
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+        "numpy": (kind, torch.from_numpy(np.asarray(keys).astype(np.int64)), pos, has_gauss, cached),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "loader": None,
@@ -76,14 +70,7 @@ def _set_rng_states(states: dict[str, Any], train_loader) -> None:
         generator.set_state(states["loader"])
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable checkpoint gets the same clear message
-        raise ValueError(f"cannot read checkpoint {path}: {error}. Delete the run folder to start over") from None
-
-
-def _check_resumable(saved: TrainConfig, config: TrainConfig, completed: int, out: Path) -> None:
+def _check_resumable(saved: TrainConfig, config: TrainConfig, completed: int, out: os.PathLike) -> None:
     """Refuse to resume with a config that would compute something else than the interrupted run."""
     old, new = saved.to_dict(), config.to_dict()
     changed = [k for k in old if old[k] != new[k] and k not in TrainConfig.RESUMABLE and k != "epochs"]
@@ -109,9 +96,7 @@ def _device_name(device: torch.device) -> str:
     return f"{device.type} ({machine()['cpu']})"
 
 
-def _write_metrics(
-    out: Path, preds: Predictions, history: History, device: torch.device, wall_seconds: float
-) -> dict[str, Any]:
+def _metrics(preds: Predictions, history: History, device: torch.device, wall_seconds: float) -> dict[str, Any]:
     test_loss, test_acc = _loss_and_accuracy(preds)
     per_class = class_accuracy(preds.preds, preds.labels)
     metrics = {
@@ -127,7 +112,6 @@ def _write_metrics(
         "device": _device_name(device),
         "versions": versions(),
     }
-    _write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -153,181 +137,191 @@ def _summary_line(record: dict, epochs: int) -> str:
     )
 
 
+def _data_fingerprint(train_loader, test_loader) -> dict[str, Any] | None:
+    """What the run trains and tests on (layout, size, hash of labels and images or file list), if the loaders'
+    datasets can say; None for loaders given by hand."""
+    datasets = [getattr(loader, "dataset", None) for loader in (train_loader, test_loader)]
+    prints = [getattr(dataset, "fingerprint", None) for dataset in datasets]
+    if prints[0] is None or prints[1] is None:
+        return None
+    return {"train": prints[0](), "test": prints[1]()}
+
+
+def _check_same_machine_and_data(checkpoint: dict[str, Any], fingerprint: dict | None, folder: RunFolder) -> None:
+    """Refuse to resume on other data than the checkpoint's; say so in one line when the thread count changed."""
+    saved = checkpoint.get("data")
+    if saved is not None and fingerprint is not None and saved != fingerprint:
+        changed = [split for split in ("train", "test") if saved.get(split) != fingerprint.get(split)]
+        raise RunFolderError(
+            f"cannot resume {folder.path}: its {' and '.join(changed)} data changed since the checkpoint "
+            f"(was {saved[changed[0]]}, now {fingerprint[changed[0]]}). Point data_dir at the data it was trained on, "
+            "or train a new run in another out folder"
+        )
+    threads = checkpoint.get("threads")
+    if threads is not None and threads != torch.get_num_threads():
+        print(
+            f"warning: {folder.path} was trained with {threads} CPU thread(s), this process uses "
+            f"{torch.get_num_threads()}: on the CPU the numbers will differ slightly from an uninterrupted run",
+            file=sys.stderr,
+        )
+
+
+def _finished_as_is(folder: RunFolder | None, config: TrainConfig | None, resume: bool, quiet: bool) -> bool:
+    """Whether ``resume`` finds a finished run with all the epochs asked for (its checkpoint is never read)."""
+    if folder is None or not resume or not folder.has_config or not folder.is_finished:
+        return False
+    saved = folder.config()
+    config = (config if config is not None else saved).validate()
+    completed = folder.finished_epochs()
+    _check_resumable(saved, config, completed, folder.path)
+    if completed < config.epochs:
+        return False
+    if not quiet:
+        print(f"{folder.path} already holds a finished run of {completed} epochs; nothing to do")
+    return True
+
+
+def _start(folder: RunFolder | None, config: TrainConfig | None, resume: bool) -> tuple[TrainConfig, dict | None]:
+    """The config to train and the checkpoint to continue from (None: start at epoch 1); refuse what cannot be."""
+    if folder is not None and resume and folder.has_config:
+        saved = folder.config()
+        config = (config if config is not None else saved).validate()
+        checkpoint = folder.checkpoint() if folder.has_checkpoint else None
+        if folder.is_finished and checkpoint is None:
+            raise RunFolderError(
+                f"{folder.path} holds a finished run of {folder.finished_epochs()} epochs whose checkpoint.pt was "
+                f"dropped, so it cannot grow to {config.epochs} epochs. Train the longer run in another out folder"
+            )
+        _check_resumable(saved, config, checkpoint["epoch"] if checkpoint is not None else 0, folder.path)
+        return config, checkpoint
+    config = (config if config is not None else profile()).validate()
+    if folder is not None and (folder.is_finished or folder.has_checkpoint):
+        if resume:
+            raise RunFolderError(f"{folder.path} holds a run but no config.json; delete the folder to start over")
+        raise RunFolderError(
+            f"{folder.path} already holds a run; pass resume=True to continue it, or choose another out folder"
+        )
+    return config, None
+
+
+def _restore(checkpoint: dict | None, model: nn.Module, parts: _TrainingParts, train_loader) -> tuple[History, float]:
+    """Load the checkpoint's model, optimizer, scheduler, scaler and RNG states; its history and training seconds."""
+    if checkpoint is None:
+        return History(), 0.0
+    model.load_state_dict(checkpoint["model"])
+    parts.optimizer.load_state_dict(checkpoint["optimizer"])
+    if parts.scheduler is not None:
+        parts.scheduler.load_state_dict(checkpoint["scheduler"])
+    if parts.scaler is not None and checkpoint.get("scaler"):
+        parts.scaler.load_state_dict(checkpoint["scaler"])
+    _set_rng_states(checkpoint["rng"], train_loader)
+    return History.from_dict(checkpoint["history"]), float(checkpoint.get("train_seconds", 0.0))
+
+
+def _checkpoint(
+    epoch: int, config: TrainConfig, model: nn.Module, parts: _TrainingParts, train_loader, **extra
+) -> dict:
+    return {
+        "epoch": epoch,
+        "config": config.to_dict(),
+        "model": model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
+        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+        "rng": _rng_states(train_loader),
+        "threads": torch.get_num_threads(),
+        **extra,
+    }
+
+
+def _epoch(model, parts: _TrainingParts, train_loader, test_loader, device, epoch: int, bar: bool):
+    """Train one epoch, then evaluate in float32: the epoch's history record and the test predictions."""
+    set_epoch = getattr(getattr(train_loader, "sampler", None), "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(epoch - 1)  # the epoch's order and augmentation, whatever happened before
+    started = time.perf_counter()
+    lr = parts.optimizer.param_groups[0]["lr"]
+    train_loss, train_acc = train_one_epoch(
+        model, train_loader, parts.optimizer, parts.criterion, device, parts.scheduler, parts.scaler,
+        parts.amp_dtype, progress=bar, epoch=epoch,
+    )  # fmt: skip
+    trained = time.perf_counter()  # train_one_epoch ends by reading its sums, so the device has finished
+    preds = predict(model, test_loader)  # float32: the accuracy `eva9 evaluate` and the book will find
+    test_loss, test_acc = _loss_and_accuracy(preds)
+    finished = time.perf_counter()
+    record = dict(
+        epoch=epoch,
+        train_loss=train_loss,
+        train_acc=train_acc,
+        test_loss=test_loss,
+        test_acc=test_acc,
+        lr=lr,
+        seconds=finished - started,
+        train_images_per_s=_images_per_epoch(train_loader) / (trained - started),
+        eval_images_per_s=preds.labels.numel() / (finished - trained),
+    )
+    return record, preds
+
+
 def fit(
-    model: nn.Module | None,
     config: TrainConfig | None = None,
+    *,
+    model: nn.Module | None = None,
     out: str | os.PathLike | None = None,
     resume: bool = False,
-    *,
     progress: bool | None = None,
     quiet: bool = False,
     train_loader=None,
     test_loader=None,
-) -> History:
-    """Train ``model`` with ``config``, evaluating after every epoch; return the History.
+) -> Run:
+    """Train ``config`` (default :func:`profile`, or the run folder's own when resuming), evaluating in float32
+    after every epoch; return the :class:`Run` (model in eval mode on its device, config, history).
 
-    ``model=None`` builds ``config.model`` after seeding (so the seed fixes the initial weights too).
-    ``config=None`` takes :func:`profile` (or, when resuming, the run folder's own config.json).
-    ``out`` is the run folder (see the module docstring); ``resume=True`` continues from its last completed epoch
-    with the saved model, optimizer, scheduler, scaler and RNG states, returns a finished run (a folder holding
-    ``model.pt`` and ``metrics.json``) as it is, checkpoint or not, and starts a new run where ``out`` holds none
-    yet (so re-running the same call after an interruption always continues). Without ``resume``, a folder that
-    holds a run is refused. Resuming with a config that computes something else is an error;
-    ``TrainConfig.RESUMABLE`` fields may change, and ``epochs`` may grow when the schedule is constant (which needs
-    the checkpoint; the finished run's model.pt and metrics.json are removed before the first new epoch).
-    The loaders' :class:`~eva9.data.EpochSampler` is set to each epoch, so the same seed gives the same batches
-    whatever the workers and interruptions. The recorded test metrics are computed in float32, without autocast.
-    ``progress``: tqdm bar per epoch (None = on a terminal or in a notebook); ``quiet`` silences bars and the
-    per-epoch summary lines. ``train_loader``/``test_loader`` replace the CIFAR-10 loaders the config describes
-    (then its data fields are not used).
+    ``model=None`` builds ``config.model`` after seeding. ``out``: the run folder (:class:`RunFolder`), locked while
+    training; one holding other files, or (without ``resume``) a run, is refused. ``resume=True`` continues the
+    last completed epoch with every saved state on the same data, returns a finished run as it is (its checkpoint
+    unread) and starts a run where there is none; ``TrainConfig.RESUMABLE`` fields may change, and ``epochs`` may
+    grow under a constant schedule. ``progress``: a tqdm bar per epoch (None = on a terminal or in a notebook);
+    ``quiet``: no bars or lines. ``train_loader``/``test_loader`` replace the loaders the config describes.
     """
-    out = Path(out) if out is not None else None
-    checkpoint: dict[str, Any] | None = None
-    if resume and out is None:
+    folder = RunFolder(out) if out is not None else None
+    if resume and folder is None:
         raise ValueError("resume=True needs out=, the run folder to continue")
-    finished = out is not None and _is_finished(out)
-    if resume and (out / "config.json").is_file():
-        saved = TrainConfig.load(out)
-        config = config if config is not None else saved
-        config.validate()
-        if (out / "checkpoint.pt").is_file():
-            checkpoint = _load_checkpoint(out / "checkpoint.pt")
-        completed = _finished_epochs(out) if finished else checkpoint["epoch"] if checkpoint is not None else 0
-        _check_resumable(saved, config, completed, out)
-        if finished and completed >= config.epochs:
-            if not quiet:
-                print(f"{out} already holds a finished run of {completed} epochs; nothing to do")
-            return History.load(out)
-        if finished and checkpoint is None:
-            raise ValueError(
-                f"{out} holds a finished run of {completed} epochs whose checkpoint.pt was dropped, so it cannot"
-                f" grow to {config.epochs} epochs. Train the longer run in another out folder"
-            )
-    else:
-        config = (config if config is not None else profile()).validate()
-        if out is not None and (finished or (out / "checkpoint.pt").exists()):
-            if resume:
-                raise ValueError(f"{out} holds a run but no config.json; delete the folder to start over")
-            raise ValueError(f"{out} already holds a run; pass resume=True to continue it, or choose another out")
-    show_bar = _want_progress(progress) and not quiet
-
-    device = pick_device(config.device)
-    seed_everything(config.seed)
-    if model is None:
-        model = build_model(config.model)
-    if train_loader is None or test_loader is None:
-        default_train, default_test = _loaders(config, device)
-        train_loader = train_loader if train_loader is not None else default_train
-        test_loader = test_loader if test_loader is not None else default_test
-
-    criterion, optimizer, scheduler, amp_dtype, scaler = _training_parts(model, config, device, len(train_loader))
-
-    history = History()
-    start_epoch = 1
-    train_seconds = 0.0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler is not None and checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        _set_rng_states(checkpoint["rng"], train_loader)
-        history = History.from_dict(checkpoint["history"])
-        start_epoch = checkpoint["epoch"] + 1
-        train_seconds = float(checkpoint.get("train_seconds", 0.0))
-        if not quiet:
+    with folder.lock() if folder is not None else contextlib.nullcontext():
+        if _finished_as_is(folder, config, resume, quiet):
+            return _read_run(folder, model)  # type: ignore[arg-type]
+        config, checkpoint = _start(folder, config, resume)
+        device = pick_device(config.device)
+        seed_everything(config.seed)
+        model = model if model is not None else build_model(config.model)
+        if train_loader is None or test_loader is None:
+            default_train, default_test = _loaders(config, device)
+            train_loader = train_loader if train_loader is not None else default_train
+            test_loader = test_loader if test_loader is not None else default_test
+        parts = _training_parts(model, config, device, len(train_loader))
+        data = _data_fingerprint(train_loader, test_loader)
+        if checkpoint is not None and folder is not None:
+            _check_same_machine_and_data(checkpoint, data, folder)
+        history, train_seconds = _restore(checkpoint, model, parts, train_loader)
+        start_epoch = len(history) + 1
+        if checkpoint is not None and not quiet:
             print(f"resuming {out} after epoch {checkpoint['epoch']}")
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if start_epoch <= config.epochs:  # training will change the state: final files of an older one must go
-            _remove_final_files(out)
-        _write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2))
-        if checkpoint is None:
-            history.save(out / "history.json")
-
-    sampler = getattr(train_loader, "sampler", None)
-    last_preds: Predictions | None = None
-    for epoch in range(start_epoch, config.epochs + 1):
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch - 1)  # the epoch's order and augmentation, whatever happened before
-        started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_one_epoch(
-            model,
-            train_loader,
-            optimizer,
-            criterion,
-            device,
-            scheduler,
-            scaler,
-            amp_dtype,
-            progress=show_bar,
-            epoch=epoch,
-        )
-        trained = time.perf_counter()  # train_one_epoch ends by reading its sums, so the device has finished
-        last_preds = predict(model, test_loader)  # float32: the accuracy `eva9 evaluate` and the book will find
-        test_loss, test_acc = _loss_and_accuracy(last_preds)
-        finished = time.perf_counter()
-        seconds = finished - started
-        train_seconds += seconds
-        record = dict(
-            epoch=epoch,
-            train_loss=train_loss,
-            train_acc=train_acc,
-            test_loss=test_loss,
-            test_acc=test_acc,
-            lr=lr,
-            seconds=seconds,
-            train_images_per_s=_images_per_epoch(train_loader) / (trained - started),
-            eval_images_per_s=last_preds.labels.numel() / (finished - trained),
-        )
-        history.epochs.append(record)
-        if out is not None:
-            _save_atomic(
-                {
-                    "epoch": epoch,
-                    "config": config.to_dict(),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": _rng_states(train_loader),
-                    "history": history.to_dict(),
-                    "train_seconds": train_seconds,
-                },
-                out / "checkpoint.pt",
-            )
-            history.save(out / "history.json")
-        if not quiet:
-            print(_summary_line(record, config.epochs), flush=True)
-
-    if out is not None:
-        if last_preds is None:  # training had finished before; only the final files were missing
-            last_preds = predict(model, test_loader)
-        _save_atomic(model.state_dict(), out / "model.pt")
-        _write_metrics(out, last_preds, history, device, train_seconds)  # last: it marks the run finished
-    return history
-
-
-def _is_finished(out: Path) -> bool:
-    """A run folder holding model.pt and metrics.json (fit writes metrics.json last, and removes it first)."""
-    return (out / "model.pt").is_file() and (out / "metrics.json").is_file()
-
-
-def _finished_epochs(out: Path) -> int:
-    try:
-        return int(json.loads((out / "metrics.json").read_text(encoding="utf-8"))["epochs"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"cannot read {out / 'metrics.json'}: {error!r}. Delete the run folder to start over"
-        ) from None
-
-
-def _remove_final_files(out: Path) -> None:
-    """Remove metrics.json, then model.pt: a kill in between leaves no finished-looking run of an older state."""
-    for name in ("metrics.json", "model.pt"):
-        (out / name).unlink(missing_ok=True)
+        if folder is not None:
+            folder.begin(config, history, training=start_epoch <= config.epochs)
+        preds, bar = None, _want_progress(progress) and not quiet
+        for epoch in range(start_epoch, config.epochs + 1):
+            record, preds = _epoch(model, parts, train_loader, test_loader, device, epoch, bar)
+            train_seconds += record["seconds"]
+            history.epochs.append(record)
+            if folder is not None:
+                state = _checkpoint(epoch, config, model, parts, train_loader, data=data, train_seconds=train_seconds)
+                folder.save_epoch({**state, "history": history.to_dict()}, history)
+            if not quiet:
+                print(_summary_line(record, config.epochs), flush=True)
+        if folder is not None:
+            preds = preds if preds is not None else predict(model, test_loader)  # only the final files were missing
+            folder.finish(model.state_dict(), _metrics(preds, history, device, train_seconds))
+    return Run(model.eval(), config, history)
 
 
 def prune(out: str | os.PathLike) -> int:
@@ -337,41 +331,33 @@ def prune(out: str | os.PathLike) -> int:
     A pruned run still loads (:func:`load_run`), evaluates and resumes as finished, but can no longer be extended
     to more epochs. Also ``eva9 train --out DIR --resume --keep-weights-only``.
     """
-    out = Path(out)
-    if not _is_finished(out):
-        raise ValueError(
-            f"{out} holds no finished run (model.pt and metrics.json); only a finished run's checkpoint may be"
-            " dropped. Finish it with resume=True (or `eva9 train --out DIR --resume`) first"
-        )
-    checkpoint = out / "checkpoint.pt"
-    if not checkpoint.is_file():
-        return 0
-    size = checkpoint.stat().st_size
-    checkpoint.unlink()
-    return size
+    folder = RunFolder(out)
+    with folder.lock():
+        return folder.prune()
 
 
 def load_run(out: str | os.PathLike) -> Run:
     """The model (final weights of a finished run, else the last checkpoint's), config and history of a run."""
-    out = Path(out)
-    if not out.is_dir():
+    return _read_run(RunFolder(out))
+
+
+def _read_run(folder: RunFolder, model: nn.Module | None = None) -> Run:
+    """The run in ``folder``, its weights loaded into ``model`` (default: a new ``config.model``) on the CPU."""
+    out = folder.path
+    if not folder.path.is_dir():
         raise FileNotFoundError(f"no run folder at {out}; train one with `python -m eva9 train --out {out}`")
-    config = TrainConfig.load(out)
-    if _is_finished(out):
-        try:
-            state = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unreadable weights file gets the same clear message
-            raise ValueError(f"cannot read {out / 'model.pt'}: {error}. Retrain the run") from None
-        history = History.load(out)
-    elif (out / "checkpoint.pt").is_file():
-        checkpoint = _load_checkpoint(out / "checkpoint.pt")
+    config = folder.config()
+    if folder.is_finished:
+        state, history = folder.model_state(), folder.history()
+    elif folder.has_checkpoint:
+        checkpoint = folder.checkpoint()
         state, history = checkpoint["model"], History.from_dict(checkpoint["history"])
     else:
         raise FileNotFoundError(f"{out} holds no model.pt or checkpoint.pt: the run has not finished an epoch yet")
-    model = build_model(config.model)
+    model = model.cpu() if model is not None else build_model(config.model)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise ValueError(f"the weights in {out} do not fit a {config.model}: {error}") from None
+        raise RunFolderError(f"the weights in {out} do not fit a {config.model}: {error}") from None
     model.eval()
     return Run(model, config, history)

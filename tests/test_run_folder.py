@@ -1,0 +1,214 @@
+"""The run folder has one owner: a second process is turned away, a folder that is not a run is never written to,
+every kill point leaves one state, a full disk says so in one line and leaves no temp file, a finished run needs no
+checkpoint, read errors name the file, and a resume on other data (or threads) is caught.
+
+These tests drive ``eva9 train`` and ``eva9 evaluate`` on the tiny image folder (two steps of 5 images per
+epoch), so they state what a user sees; the network is a tiny stand-in for ResNet18, to keep them fast."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import eva9.train.runs
+from eva9.cli import main
+from eva9.data import datasets
+
+
+def tiny_network(name: str = "resnet18") -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(4, 10),
+    )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _tiny_network(monkeypatch):
+    monkeypatch.setattr(eva9.train.runs, "build_model", tiny_network)  # what fit trains and load_run rebuilds
+
+
+def train_args(data: Path, out: Path, epochs: int = 1, *extra: str) -> list[str]:
+    return [
+        "train", "--profile", "smoke", "--data-dir", str(data), "--train-per-class", "1", "--test-per-class", "1",
+        "--batch-size", "5", "--workers", "0", "--device", "cpu", "--epochs", str(epochs), "--out", str(out),
+        "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def one_error_line(capsys, command: str = "train") -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"eva9 {command}: error:"), err
+    return err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def finished(tiny_folder, tmp_path, capsys) -> Path:
+    out = tmp_path / "run"
+    assert main(train_args(tiny_folder, out, 2)) == 0
+    capsys.readouterr()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ owner
+
+
+def test_a_second_train_on_a_busy_folder_exits_1_naming_it_and_touches_nothing(tiny_folder, tmp_path, capsys):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = os.open(out, os.O_RDONLY)  # as a first `eva9 train` holds it while it trains
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(train_args(tiny_folder, out)) == 1
+        err = one_error_line(capsys)
+        assert str(out) in err and "in use" in err
+        if Path("/proc/locks").is_file():
+            assert f"(pid {os.getpid()})" in err
+        assert list(out.iterdir()) == []
+    finally:
+        os.close(holder)
+    assert main(train_args(tiny_folder, out)) == 0  # once released, it trains
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_out_on_a_folder_that_is_not_a_run_is_refused_and_its_files_stay_byte_for_byte(
+    tiny_folder, tmp_path, capsys, resume
+):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.pt").write_bytes(b"my own weights")
+    (mine / "config.json").write_text('{"my": "settings"}')
+    (mine / "notes.txt").write_text("notes")
+    before = snapshot(mine)
+    assert main(train_args(tiny_folder, mine, 1, *(["--resume"] if resume else []))) == 1
+    err = one_error_line(capsys)
+    assert str(mine) in err and "not an eva9 run folder" in err
+    assert snapshot(mine) == before
+
+
+# --------------------------------------------------------------------------------------------- one state
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at a write point: nothing after it runs (no except clause catches a BaseException)."""
+
+
+def _renames(monkeypatch, out: Path, kill_after: int | None = None) -> list[str]:
+    """Record the names of the files renamed into ``out`` (every atomic write ends so); kill after the n-th."""
+    done: list[str] = []
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        real(src, dst, *args, **kwargs)
+        if Path(dst).parent == out:
+            done.append(Path(dst).name)
+            if kill_after is not None and len(done) == kill_after:
+                raise Killed
+
+    monkeypatch.setattr(os, "replace", replace)
+    return done
+
+
+@pytest.mark.parametrize("point", range(4))  # the last epoch's writes: checkpoint, history, model, metrics
+def test_a_kill_at_each_write_point_of_the_last_epoch_leaves_one_state(tiny_folder, tmp_path, capsys, point):
+    reference = tmp_path / "reference"
+    with pytest.MonkeyPatch.context() as patch:
+        writes = _renames(patch, reference)
+        assert main(train_args(tiny_folder, reference, 2)) == 0
+    last_epoch = len(writes) - 4
+    assert writes[last_epoch:] == ["checkpoint.pt", "history.json", "model.pt", "metrics.json"]
+
+    out = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(Killed):
+        _renames(patch, out, kill_after=last_epoch + point + 1)
+        main(train_args(tiny_folder, out, 2))
+    assert main(train_args(tiny_folder, out, 2, "--resume")) == 0
+    history = json.loads((out / "history.json").read_text())["epochs"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in history] == [1, 2] and metrics["epochs"] == 2
+    expected = json.loads((reference / "history.json").read_text())["epochs"]
+    for key in ("train_loss", "test_loss", "test_acc"):
+        assert [e[key] for e in history] == pytest.approx([e[key] for e in expected], rel=1e-5)
+    assert metrics["test_loss"] == pytest.approx(history[-1]["test_loss"], rel=1e-6)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_full_disk_says_so_in_one_line_and_leaves_no_temp_file(tiny_folder, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    real = os.fsync
+
+    def full_when_the_checkpoint_is_written(fd):
+        if any(p.name.startswith(".checkpoint.pt") for p in out.iterdir()):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", full_when_the_checkpoint_is_written)
+    assert main(train_args(tiny_folder, out)) == 1
+    err = one_error_line(capsys)
+    assert f"could not write {out / 'checkpoint.pt'}: no space left on device" in err
+    monkeypatch.undo()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp file left behind
+    assert main(train_args(tiny_folder, out, 1, "--resume")) == 0  # the retry is not blocked
+
+
+def test_a_finished_run_with_a_damaged_checkpoint_still_resumes_and_prunes(finished, capsys):
+    (finished / "checkpoint.pt").write_bytes(b"damaged")
+    weights = (finished / "model.pt").read_bytes()
+    assert main(["train", "--out", str(finished), "--resume", "--quiet"]) == 0, capsys.readouterr().err
+    assert main(["train", "--out", str(finished), "--resume", "--keep-weights-only", "--quiet"]) == 0
+    assert not (finished / "checkpoint.pt").exists() and (finished / "model.pt").read_bytes() == weights
+
+
+@pytest.mark.parametrize(
+    "name, command",
+    [("config.json", "evaluate"), ("history.json", "evaluate"), ("config.json", "train"), ("metrics.json", "train")],
+)
+def test_a_corrupt_json_file_is_named_with_what_to_do(finished, capsys, name, command):
+    (finished / name).write_text("{not json")
+    if command == "evaluate":
+        assert main(["evaluate", "--run", str(finished), "--workers", "0"]) == 1
+    else:
+        assert main(["train", "--out", str(finished), "--resume", "--quiet"]) == 1
+    err = one_error_line(capsys, command)
+    assert str(finished / name) in err and "Delete the run folder" in err
+
+
+# ----------------------------------------------------------------------------------------------- same data
+
+
+def test_a_resume_on_changed_data_is_refused_in_one_line(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(tiny_folder, out, 1, "--lr", "0.01")) == 0  # constant lr: the run may grow
+    before = snapshot(out)
+    for image in (tiny_folder / "train" / "cat").iterdir():  # the cats changed between kill and resume
+        Image.new("RGB", (32, 32), (9, 9, 9)).save(image)
+    datasets._DECODED.clear()  # as in the new process that resumes
+    assert main(train_args(tiny_folder, out, 2, "--resume")) == 1
+    err = one_error_line(capsys)
+    assert f"cannot resume {out}: its train data changed" in err
+    assert snapshot(out) == before
+
+
+def test_a_resume_on_another_thread_count_warns_in_one_line(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(tiny_folder, out, 1)) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        capsys.readouterr()
+        assert main(train_args(tiny_folder, out, 2, "--resume")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    warning = [line for line in capsys.readouterr().err.splitlines() if "thread" in line]
+    assert len(warning) == 1 and f"trained with {threads} CPU thread(s)" in warning[0]
