@@ -195,7 +195,7 @@ def device_train_batches(
     device: str | torch.device | None = None,
     download: bool | None = None,
 ) -> DeviceBatches:
-    """The training split (or the stratified subset ``loaders(train_per_class=...)`` takes) as :class:`DeviceBatches`."""
+    """The training split, or the stratified subset ``loaders(train_per_class=...)`` takes, as DeviceBatches."""
     train = cifar10("train", dataset_root(root), download=download)
     if per_class is not None:
         train = per_class_subset(train, per_class, seed)

@@ -11,7 +11,7 @@ with their shared helpers in :mod:`eva9.plots.base`; every figure is importable 
 
 from eva9.analysis import SHORT_NAMES  # noqa: F401  (the class names the figures use)
 
-from .charts import class_accuracy_bars, confusion_matrix_heatmap, reliability_diagram, training_curves
+from .charts import class_accuracy_bars, confusion_matrix_heatmap, lr_range_test, reliability_diagram, training_curves
 from .images import augmentation_grid, blanked_grid, gradcam_grid, image_grid
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "confusion_matrix_heatmap",
     "gradcam_grid",
     "image_grid",
+    "lr_range_test",
     "reliability_diagram",
     "training_curves",
 ]

@@ -35,6 +35,7 @@ from .config import TrainConfig, build_model, profile
 from .history import History, _save_atomic, _write_text_atomic
 from .loop import Predictions, _loss_and_accuracy, _want_progress, predict, train_one_epoch
 from .parts import _loaders, _training_parts
+from .tensorboard import EpochLogger
 
 __all__ = ["RUN_FILES", "Run", "fit", "load_run", "prune"]
 
@@ -248,59 +249,65 @@ def fit(
 
     sampler = getattr(train_loader, "sampler", None)
     last_preds: Predictions | None = None
-    for epoch in range(start_epoch, config.epochs + 1):
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch - 1)  # the epoch's order and augmentation, whatever happened before
-        started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_one_epoch(
-            model,
-            train_loader,
-            optimizer,
-            criterion,
-            device,
-            scheduler,
-            scaler,
-            amp_dtype,
-            progress=show_bar,
-            epoch=epoch,
-        )
-        trained = time.perf_counter()  # train_one_epoch ends by reading its sums, so the device has finished
-        last_preds = predict(model, test_loader)  # float32: the accuracy `eva9 evaluate` and the book will find
-        test_loss, test_acc = _loss_and_accuracy(last_preds)
-        finished = time.perf_counter()
-        seconds = finished - started
-        train_seconds += seconds
-        record = dict(
-            epoch=epoch,
-            train_loss=train_loss,
-            train_acc=train_acc,
-            test_loss=test_loss,
-            test_acc=test_acc,
-            lr=lr,
-            seconds=seconds,
-            train_images_per_s=_images_per_epoch(train_loader) / (trained - started),
-            eval_images_per_s=last_preds.labels.numel() / (finished - trained),
-        )
-        history.epochs.append(record)
-        if out is not None:
-            _save_atomic(
-                {
-                    "epoch": epoch,
-                    "config": config.to_dict(),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": _rng_states(train_loader),
-                    "history": history.to_dict(),
-                    "train_seconds": train_seconds,
-                },
-                out / "checkpoint.pt",
+    logger = EpochLogger(config.tensorboard)  # a no-op without a TensorBoard folder
+    try:
+        for epoch in range(start_epoch, config.epochs + 1):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch - 1)  # the epoch's order and augmentation, whatever happened before
+            started = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            train_loss, train_acc = train_one_epoch(
+                model,
+                train_loader,
+                optimizer,
+                criterion,
+                device,
+                scheduler,
+                scaler,
+                amp_dtype,
+                progress=show_bar,
+                epoch=epoch,
             )
-            history.save(out / "history.json")
-        if not quiet:
-            print(_summary_line(record, config.epochs), flush=True)
+            trained = time.perf_counter()  # train_one_epoch ends by reading its sums, so the device has finished
+            last_preds = predict(model, test_loader)  # float32: the accuracy `eva9 evaluate` and the book will find
+            test_loss, test_acc = _loss_and_accuracy(last_preds)
+            finished = time.perf_counter()
+            seconds = finished - started
+            train_seconds += seconds
+            record = dict(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                test_loss=test_loss,
+                test_acc=test_acc,
+                lr=lr,
+                seconds=seconds,
+                train_images_per_s=_images_per_epoch(train_loader) / (trained - started),
+                eval_images_per_s=last_preds.labels.numel() / (finished - trained),
+            )
+            history.epochs.append(record)
+            if out is not None:
+                _save_atomic(
+                    {
+                        "epoch": epoch,
+                        "config": config.to_dict(),
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "rng": _rng_states(train_loader),
+                        "history": history.to_dict(),
+                        "train_seconds": train_seconds,
+                    },
+                    out / "checkpoint.pt",
+                )
+                history.save(out / "history.json")
+            logger.log_epoch(record)
+            if not quiet:
+                print(_summary_line(record, config.epochs), flush=True)
+
+    finally:
+        logger.close()
 
     if out is not None:
         if last_preds is None:  # training had finished before; only the final files were missing
