@@ -1,5 +1,6 @@
 """Input pipeline: images/s per worker of eva9's Albumentations train pipeline vs torchvision.transforms.v2,
-and DataLoader images/s at 0, 1 and 2 workers.
+DataLoader images/s at 0, 1 and 2 workers, and the same augmentation as whole batches of tensor operations
+(``augment_on="device"``, :class:`eva9.data.device_batches.DeviceBatches`) with the CPU as the device.
 
 A subset of the CIFAR-10 training images (``EVA9_DATA_DIR``, image-folder layout) is decoded once into memory,
 so the numbers are augmentation + collation + worker transport, not JPEG decoding. Without ``EVA9_DATA_DIR`` the
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from eva9.data import CLASSES, MEAN, STD, CIFAR10Dataset, EpochSampler  # noqa: E402
+from eva9.data.device_batches import DeviceBatches  # noqa: E402
 from eva9.transforms import train_transforms  # noqa: E402
 
 NAME = "pipeline"
@@ -137,10 +139,16 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
         times = [loader_seconds(loader) for _ in range(settings["repeats"])]
         loader_rate[str(workers)] = n / common.median(times)
         del loader
+    # augment_on="device" with the CPU as the device: whole batches in this process, torch's own threads.
+    device_batches = DeviceBatches(np.stack(images), labels, batch_size=settings["batch_size"], device="cpu")
+    loader_seconds(device_batches)  # warm-up
+    device_times = [loader_seconds(device_batches) for _ in range(settings["repeats"])]
+    device_rate = len(device_batches) * device_batches.batch_size / common.median(device_times)
     common.print_table(
         f"DataLoader with eva9's train pipeline, batch {settings['batch_size']}, {os.cpu_count()} CPU cores",
         ["workers", "images/s"],
-        [[workers, rate] for workers, rate in loader_rate.items()],
+        [[workers, rate] for workers, rate in loader_rate.items()]
+        + [[f"augment_on=device (CPU, {torch.get_num_threads()} threads)", device_rate]],
     )
     print(
         f"Projection from this CPU: a GPU consuming {GPU_IMAGES_PER_SECOND:,} images/s needs about "
@@ -156,6 +164,8 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
             "ratio_albumentations_to_torchvision": per_worker["albumentations (eva9)"]
             / per_worker["torchvision.transforms.v2"],
             "dataloader_images_per_second": loader_rate,
+            "device_batches_images_per_second_cpu": device_rate,
+            "device_batches_threads": torch.get_num_threads(),
             "gpu_images_per_second": GPU_IMAGES_PER_SECOND,
             "workers_to_feed_gpu_projection": workers_for_gpu,
         },

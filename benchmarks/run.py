@@ -20,6 +20,7 @@ BENCHMARKS = {
     "gradcam": "bench_gradcam",
     "pipeline": "bench_pipeline",
     "memory": "bench_memory",
+    "augment_on": "bench_augment_on",
 }
 
 
