@@ -69,6 +69,16 @@ def test_augment_on_device_trains_from_device_batches_reproducibly(make_batches_
     assert all(e["train_images_per_s"] > 0 for e in first.epochs)
 
 
+def test_a_device_augmented_run_grown_by_resuming_matches_an_uninterrupted_one(make_batches_folder, tmp_path):
+    folder = make_batches_folder(n_per_batch=20)
+    config = tiny_config(augment_on="device", data_dir=str(folder), batch_size=25, epochs=2)
+    straight = fit(tiny_model(), config, out=tmp_path / "straight", quiet=True)
+    fit(tiny_model(), config.replace(epochs=1), out=tmp_path / "grown", quiet=True)
+    grown = fit(tiny_model(), config, out=tmp_path / "grown", resume=True, quiet=True)  # a new process would do so
+    for a, b in zip(straight.epochs, grown.epochs):
+        assert (a["train_loss"], a["test_loss"]) == (b["train_loss"], b["test_loss"])  # bitwise: the same batches
+
+
 # ----------------------------------------------------------------------------------------------------- compile
 
 

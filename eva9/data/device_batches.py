@@ -11,7 +11,6 @@ In the style of Keller Jordan's airbench, but reproducible per image.
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import albumentations as A
@@ -21,8 +20,7 @@ import torch.nn.functional as F
 
 from ..transforms import train_transforms
 from ..utils import pick_device
-from .datasets import cifar10, dataset_root
-from .loading import EpochSampler, per_class_subset
+from .loading import EpochSampler
 
 __all__ = ["Augmentation", "Draws", "augmentation_of", "draws_from_seeds", "augment_batch", "DeviceBatches"]
 
@@ -184,19 +182,3 @@ class DeviceBatches:
             index = order[take]
             batch_draws = Draws(*(t[take] for t in draws))
             yield augment_batch(self.images[index], batch_draws, self.augmentation), self.labels[index]
-
-
-def device_train_batches(
-    root: str | os.PathLike | None = None,
-    *,
-    batch_size: int = 128,
-    per_class: int | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    download: bool | None = None,
-) -> DeviceBatches:
-    """The training split, or the stratified subset ``loaders(train_per_class=...)`` takes, as DeviceBatches."""
-    train = cifar10("train", dataset_root(root), download=download)
-    if per_class is not None:
-        train = per_class_subset(train, per_class, seed)
-    return DeviceBatches(train.uint8_images(), train.targets, batch_size=batch_size, seed=seed, device=device)

@@ -4,11 +4,13 @@ steps while the learning rate grows exponentially between two bounds, and read o
 :func:`lr_find` runs it on a config's own model, optimizer, loss, precision, memory format and training batches
 (the :class:`~eva9.data.EpochSampler` epochs in order), then puts the model's and optimizer's state back bitwise.
 
-Written here rather than with the ``torch-lr-finder`` package: that package restores state exactly too (it keeps a
-copy of both state dicts), but it steps its own loop over an iterator of the loader, so it would not set the
-epoch-seeded sampler's epoch, move batches channels-last, run eva9's bf16 autocast (its AMP support is NVIDIA apex
-or a GradScaler passed in) nor stop on a NaN loss at once; feeding it those would take more code than the ramp
-itself, which is about forty lines.
+Written here rather than with the ``torch-lr-finder`` package (its ``LRFinder``, read at version 0.2.x). That
+package restores state exactly too (``reset()`` reloads deep copies of both state dicts), but it fits the engine
+badly: it takes only a ``DataLoader`` or its own iterator class, so the device path's
+:class:`~eva9.data.device_batches.DeviceBatches` would need an adapter; it moves inputs with ``.to(device)``, not
+channels-last; its mixed precision takes an autocast config and insists on a ``GradScaler`` even for bf16, which
+needs none; and its divergence test (``loss > diverge_th * best_loss``) is never true for a NaN loss, so a NaN run
+goes on to the last step. The ramp itself is about forty lines here, with the engine's own parts.
 """
 
 from __future__ import annotations

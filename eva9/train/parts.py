@@ -21,29 +21,11 @@ ResNet18 training step of 128 ran 1.14× faster channels-last (17.3 against 14.5
 
 
 def _loaders(config: TrainConfig, device: torch.device):
-    """The training and test loaders of ``config``: its data folder, batch size, workers, subsets and seed."""
-    from ..data import loaders, test_loader  # Albumentations loads only when a run needs data
+    """The training and test loaders of ``config``: its data folder, batch size, workers, subsets, seed and where
+    it augments (``augment_on="device"``: :class:`~eva9.data.device_batches.DeviceBatches`)."""
+    from ..data import loaders  # Albumentations loads only when a run needs data
 
-    if config.augment_on == "device":
-        from ..data.device_batches import device_train_batches
-
-        train = device_train_batches(
-            config.data_dir,
-            batch_size=config.batch_size,
-            per_class=config.train_per_class,
-            seed=config.seed,
-            device=device,
-        )
-        test = test_loader(
-            config.data_dir,
-            batch_size=config.batch_size,
-            workers=config.workers,
-            per_class=config.test_per_class,
-            seed=config.seed,
-            device=device,
-        )
-        return train, test
-    return loaders(
+    train, test = loaders(
         config.data_dir,
         batch_size=config.batch_size,
         workers=config.workers,
@@ -52,6 +34,12 @@ def _loaders(config: TrainConfig, device: torch.device):
         seed=config.seed,
         device=device,
     )
+    if config.augment_on == "device":  # the same images, held on the device and augmented there
+        from ..data.device_batches import DeviceBatches
+
+        images, labels = train.dataset.uint8_images(), train.dataset.targets
+        train = DeviceBatches(images, labels, batch_size=config.batch_size, seed=config.seed, device=device)
+    return train, test
 
 
 def _amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
