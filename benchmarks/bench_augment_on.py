@@ -26,7 +26,7 @@ from torch import nn  # noqa: E402
 from eva9.train import fit, profile  # noqa: E402
 
 NAME = "augment_on"
-FULL = {"train_per_class": 200, "test_per_class": 100, "epochs": 8, "batch_size": 64, "lr": 0.05, "seeds": [0, 1, 2]}
+FULL = {"train_per_class": 100, "test_per_class": 50, "epochs": 6, "batch_size": 50, "lr": 0.05, "seeds": [0, 1]}
 QUICK = {**FULL, "seeds": [0]}
 TINY = {"train_per_class": 2, "test_per_class": 1, "epochs": 1, "batch_size": 10, "lr": 0.05, "seeds": [0]}
 PATHS = ("workers", "device")

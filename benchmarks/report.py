@@ -98,7 +98,7 @@ def markdown(results: Path = common.RESULTS) -> str:
         out += [f"| {w} | {rate:,.0f} |" for w, rate in pipeline["dataloader_images_per_second"].items()]
         if "device_batches_images_per_second_cpu" in pipeline:
             rate, threads = pipeline["device_batches_images_per_second_cpu"], pipeline["device_batches_threads"]
-            out += [f'| `augment_on="device"` on the CPU ({threads} torch threads, no workers) | {rate:,.0f} |']
+            out += [f'| `augment_on="device"` on the CPU ({threads} torch thread(s), no workers) | {rate:,.0f} |']
         out += [
             "",
             f"Projection from this CPU, not a GPU measurement: at "

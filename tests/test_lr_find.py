@@ -81,6 +81,8 @@ def test_steepest_descent_picks_the_fastest_fall_before_the_minimum():
     smoothed[-5:] = [smoothed[-6] + k for k in range(1, 6)]  # then climbs
     assert steepest_descent(lrs, smoothed) == pytest.approx(10**-1.5)
     assert steepest_descent(lrs[:2], smoothed[:2]) is None  # too few points to say
+    short = [2.3, 2.25, 2.1, 2.6, 3.5, 5.0, 7.0, 9.0, 12.0, 15.0]  # a descent of three points, then the climb
+    assert steepest_descent(lrs[:10], short) in lrs[:3]  # the skipped start is kept when the descent is that short
 
 
 @pytest.mark.parametrize(

@@ -64,10 +64,11 @@ def _batches(loader) -> Iterator:
 
 
 def steepest_descent(lrs: list[float], smoothed: list[float], skip: float = 0.1) -> float | None:
-    """The learning rate where ``smoothed`` falls steepest against log(lr), among the points after the first
-    ``skip`` fraction and before the smoothed minimum (the noisy start and the climb are left out)."""
-    first = int(len(lrs) * skip)
+    """The learning rate where ``smoothed`` falls steepest against log(lr), among the points up to the smoothed
+    minimum (the climb is left out) after the first ``skip`` fraction (the noisy start), which a descent shorter than
+    three points keeps; None when fewer than three points reach the minimum."""
     last = int(np.argmin(smoothed)) + 1
+    first = min(int(len(lrs) * skip), max(0, last - 3))  # a short descent keeps its first points
     if last - first < 3:
         return None
     slopes = np.gradient(np.asarray(smoothed[first:last]), np.log(lrs[first:last]))
