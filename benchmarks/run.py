@@ -1,6 +1,6 @@
 """Run every benchmark (or one) and write their JSON under ``benchmarks/results/``.
 
-python benchmarks/run.py [--quick] [--only {engine,gradcam,pipeline,memory}] [--data-dir D] [--out DIR]
+python benchmarks/run.py [--quick] [--only {engine,gradcam,pipeline,memory,augment_on}] [--data-dir D] [--out DIR]
 """
 
 from __future__ import annotations
