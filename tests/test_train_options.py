@@ -143,3 +143,20 @@ def test_without_tensorboard_the_logger_fails_in_one_clear_line(monkeypatch, tmp
     assert "\n" not in str(error.value)
     assert not (tmp_path / "tb").exists()
     EpochLogger(None).log_epoch({"epoch": 1, "lr": 0.1})  # no folder: nothing to import, nothing written
+
+
+# ------------------------------------------------------------------------------------------------ the book's step
+
+
+def test_the_step_the_book_includes_is_the_plain_sequence_in_about_ten_lines():
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parents[1] / "eva9" / "train" / "loop.py").read_text(encoding="utf-8")
+    step = source.split("The training step begins here")[1].split("The training step ends here")[0]
+    lines = [line.strip() for line in step.splitlines()[1:-1] if line.strip()]  # between the two marker comments
+    assert len(lines) <= 12, lines
+    order = ["model(images)", "criterion(logits, labels)", "zero_grad", ".backward()", "step(optimizer)"]
+    order += ["scheduler.step()"]
+    positions = [next(i for i, line in enumerate(lines) if key in line) for key in order]
+    assert positions == sorted(positions)  # forward, loss, zero_grad, backward, step, schedule
+    assert not any("isfinite" in line or "first_bad" in line or "bar" in line for line in lines)  # in helpers
