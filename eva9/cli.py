@@ -170,6 +170,10 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = profile(args.profile, **overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{config.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if config.tensorboard is not None:  # before any work: a missing package fails in one line, nothing written
+        from .train.tensorboard import require_tensorboard
+
+        require_tensorboard()
     if not args.quiet:
         print(
             f"eva9 train: profile {config.profile}, {config.epochs} epoch(s), batch {config.batch_size}, "

@@ -63,3 +63,13 @@ def test_train_with_tensorboard_logs_epochs_and_the_end_of_run_figures(tiny_fold
     for tag in FIGURES:
         (image,) = events.Images(tag)
         assert image.step == 1 and image.width > 100 and image.height > 100
+
+
+def test_train_with_tensorboard_missing_fails_in_one_line_before_any_work(monkeypatch, capsys, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
+    argv = ["train", "--profile", "smoke", "--out", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb")]
+    assert main(argv) == 1
+    assert "pip install 'eva9[tensorboard]'" in one_error_line(capsys, "train")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "tb").exists()

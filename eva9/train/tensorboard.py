@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["SCALARS", "EpochLogger", "summary_writer"]
+__all__ = ["SCALARS", "EpochLogger", "require_tensorboard", "summary_writer"]
 
 SCALARS: dict[str, str] = {
     "lr": "lr",
@@ -25,15 +25,20 @@ SCALARS: dict[str, str] = {
 """History record field → TensorBoard tag (tags sharing a prefix share a chart)."""
 
 
-def summary_writer(folder: str | os.PathLike) -> Any:
-    """A ``torch.utils.tensorboard.SummaryWriter`` on ``folder``; a one-line error when TensorBoard is missing."""
+def require_tensorboard() -> Any:
+    """``torch.utils.tensorboard.SummaryWriter``; a one-line ImportError saying what to install when it is missing."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ImportError(
             "TensorBoard logging needs the tensorboard package: pip install 'eva9[tensorboard]' (or tensorboard)"
         ) from None
-    return SummaryWriter(log_dir=os.fspath(folder))
+    return SummaryWriter
+
+
+def summary_writer(folder: str | os.PathLike) -> Any:
+    """A ``torch.utils.tensorboard.SummaryWriter`` on ``folder`` (see :func:`require_tensorboard`)."""
+    return require_tensorboard()(log_dir=os.fspath(folder))
 
 
 class EpochLogger:
