@@ -25,6 +25,7 @@ from .loop import NonFiniteLossError, Predictions, evaluate, predict, train_one_
 from .lr_range import LRFinding, lr_find, steepest_descent
 from .parts import CHANNELS_LAST_ON_CPU
 from .runs import RUN_FILES, Run, fit, load_run, prune
+from .tensorboard import EpochLogger
 
 __all__ = [
     "SCHEDULES",
@@ -49,4 +50,5 @@ __all__ = [
     "LRFinding",
     "lr_find",
     "steepest_descent",
+    "EpochLogger",
 ]
