@@ -1,5 +1,6 @@
 """Input pipeline: images/s per worker of eva9's Albumentations train pipeline vs torchvision.transforms.v2,
-and DataLoader images/s at 0, 1 and 2 workers.
+DataLoader images/s at 0, 1 and 2 workers, and the same augmentation as whole batches of tensor operations
+(``augment_on="device"``, :class:`eva9.data.device_batches.DeviceBatches`) with the CPU as the device.
 
 A subset of the CIFAR-10 training images (``EVA9_DATA_DIR``, image-folder layout) is decoded once into memory,
 so the numbers are augmentation + collation + worker transport, not JPEG decoding. Without ``EVA9_DATA_DIR`` the
@@ -30,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from eva9.data import CLASSES, MEAN, STD, CIFAR10Dataset, EpochSampler  # noqa: E402
+from eva9.data.device_batches import DeviceBatches  # noqa: E402
 from eva9.transforms import train_transforms  # noqa: E402
 
 NAME = "pipeline"
 GPU_IMAGES_PER_SECOND = 25_000
+DEVICE = 'augment_on="device" on the CPU'  # eva9.data.device_batches, timed in the same rounds
 FULL = {"per_class": 200, "repeats": 5, "batch_size": 128, "workers": [0, 1, 2]}
 QUICK = {"per_class": 50, "repeats": 3, "batch_size": 128, "workers": [0, 1, 2]}
 TINY = {"per_class": 2, "repeats": 1, "batch_size": 4, "workers": [0, 1]}
@@ -98,6 +101,10 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
 
     # A DataLoader worker runs torch with one thread; measure "per worker" the same way. (With two threads on a
     # busy 2-core machine, torch's thread pool turns a 0.1 ms padding of one image into several ms.)
+    # augment_on="device" with the CPU as the device, in the same interleaved rounds and on one thread as well: whole
+    # batches of tensor operations against one image at a time (its last partial batch is dropped, as in training).
+    device_batches = DeviceBatches(np.stack(images), labels, batch_size=settings["batch_size"], device="cpu")
+    device_images = len(device_batches) * device_batches.batch_size
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -105,11 +112,14 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
             {
                 "albumentations (eva9)": eva9_pipeline,
                 "torchvision.transforms.v2": lambda: [torchvision_pipeline(tensor) for tensor in tensors],
+                DEVICE: lambda: list(device_batches),
             },
             repeats=settings["repeats"],
         )
     finally:
         torch.set_num_threads(threads)
+    device_seconds = seconds.pop(DEVICE)
+    device_rate = device_images / common.median(device_seconds)
     per_worker = {name: n / common.median(times) for name, times in seconds.items()}
     workers_for_gpu = {name: math.ceil(GPU_IMAGES_PER_SECOND / rate) for name, rate in per_worker.items()}
     common.print_table(
@@ -140,7 +150,7 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
     common.print_table(
         f"DataLoader with eva9's train pipeline, batch {settings['batch_size']}, {os.cpu_count()} CPU cores",
         ["workers", "images/s"],
-        [[workers, rate] for workers, rate in loader_rate.items()],
+        [[workers, rate] for workers, rate in loader_rate.items()] + [[f"{DEVICE}, 1 thread, no workers", device_rate]],
     )
     print(
         f"Projection from this CPU: a GPU consuming {GPU_IMAGES_PER_SECOND:,} images/s needs about "
@@ -156,6 +166,11 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
             "ratio_albumentations_to_torchvision": per_worker["albumentations (eva9)"]
             / per_worker["torchvision.transforms.v2"],
             "dataloader_images_per_second": loader_rate,
+            "device_batches_seconds": device_seconds,
+            "device_batches_images": device_images,
+            "device_batches_images_per_second_cpu": device_rate,
+            "device_batches_threads": 1,
+            "ratio_device_batches_to_albumentations": device_rate / per_worker["albumentations (eva9)"],
             "gpu_images_per_second": GPU_IMAGES_PER_SECOND,
             "workers_to_feed_gpu_projection": workers_for_gpu,
         },

@@ -96,6 +96,9 @@ def markdown(results: Path = common.RESULTS) -> str:
         out += [f"| {name} | {rate:,.0f} | {workers[name]} |" for name, rate in per_worker.items()]
         out += ["", f"| DataLoader workers (eva9 pipeline, batch {s['batch_size']}) | images/s |", "| --- | --- |"]
         out += [f"| {w} | {rate:,.0f} |" for w, rate in pipeline["dataloader_images_per_second"].items()]
+        if "device_batches_images_per_second_cpu" in pipeline:
+            rate, threads = pipeline["device_batches_images_per_second_cpu"], pipeline["device_batches_threads"]
+            out += [f'| `augment_on="device"` on the CPU ({threads} torch thread(s), no workers) | {rate:,.0f} |']
         out += [
             "",
             f"Projection from this CPU, not a GPU measurement: at "

@@ -1,6 +1,6 @@
 """Run every benchmark (or one) and write their JSON under ``benchmarks/results/``.
 
-python benchmarks/run.py [--quick] [--only {engine,gradcam,pipeline,memory}] [--data-dir D] [--out DIR]
+python benchmarks/run.py [--quick] [--only {engine,gradcam,pipeline,memory,augment_on}] [--data-dir D] [--out DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "gradcam": "bench_gradcam",
     "pipeline": "bench_pipeline",
     "memory": "bench_memory",
+    "augment_on": "bench_augment_on",
 }
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m eva9 train|evaluate|predict|gradcam ...`` (also installed as ``eva9``).
+"""Command line: ``python -m eva9 train|lr-find|evaluate|predict|gradcam ...`` (also installed as ``eva9``).
 
 Each subcommand is one function taking the parsed arguments and returning an exit code; :data:`COMMANDS` maps
 names to (add-arguments, run) pairs, so a new subcommand is one more entry.
@@ -128,6 +128,31 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="no progress bars or per-epoch lines; print only the final test accuracy"
     )
+    parser.add_argument(
+        "--augment-on", choices=["workers", "device"], help="augment in loader workers (default) or on the device"
+    )
+    parser.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
+    parser.add_argument(
+        "--tensorboard", metavar="DIR", help="log each epoch to TensorBoard in DIR; at the end, two figures"
+    )
+
+
+_OVERRIDABLE = ("epochs", "batch_size", "lr", "seed", "device", "workers", "data_dir", "augment_on", "tensorboard")
+
+
+def _config_overrides(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields the command line set (the options a command lacks or the user left out stay out)."""
+    overrides = {name: getattr(args, name, None) for name in _OVERRIDABLE}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    for name in ("train_per_class", "test_per_class"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = None if value == ALL else value
+    if getattr(args, "no_amp", False):
+        overrides["amp"] = False
+    if getattr(args, "compile", False):
+        overrides["compile"] = True
+    return overrides
 
 
 def _chosen_profile(name: str | None, quiet: bool) -> str:
@@ -145,22 +170,7 @@ def _chosen_profile(name: str | None, quiet: bool) -> str:
 def _train(args: argparse.Namespace) -> int:
     from .train import RunFolder, fit, profile, prune
 
-    overrides = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "device": args.device,
-        "workers": args.workers,
-        "data_dir": args.data_dir,
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    for name in ("train_per_class", "test_per_class"):
-        value = getattr(args, name)
-        if value is not None:
-            overrides[name] = None if value == ALL else value
-    if args.no_amp:
-        overrides["amp"] = False
+    overrides = _config_overrides(args)
 
     if args.resume:
         if args.out is None:
@@ -175,6 +185,10 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = profile(_chosen_profile(args.profile, args.quiet), **overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{config.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if config.tensorboard is not None:  # before any work: a missing package fails in one line, nothing written
+        from .train.tensorboard import require_tensorboard
+
+        require_tensorboard()
     if not args.quiet:
         print(
             f"eva9 train: profile {config.profile}, {config.epochs} epoch(s), batch {config.batch_size}, "
@@ -187,9 +201,45 @@ def _train(args: argparse.Namespace) -> int:
         f"final test accuracy: {100 * last['test_acc']:.2f} % (test loss {last['test_loss']:.4f}, "
         f"{len(history)} epochs); run folder {out}"
     )
+    if config.tensorboard is not None:
+        from .dashboard import log_run_figures
+
+        log_run_figures(out, config.tensorboard, device=config.device)
+        print(f"TensorBoard: tensorboard --logdir {config.tensorboard}")
     if args.keep_weights_only:
         freed = prune(out)
         print(f"dropped {out / 'checkpoint.pt'} ({freed / 2**20:.1f} MiB); model.pt and metrics.json are kept")
+    return 0
+
+
+def _add_lr_find(parser: argparse.ArgumentParser) -> None:
+    from .train import PROFILES
+
+    parser.add_argument("--profile", choices=list(PROFILES), help="recipe to test (default: $EVA9_PROFILE, else seed)")
+    parser.add_argument("--start", type=float, default=1e-5, metavar="LR", help="first learning rate (1e-5)")
+    parser.add_argument("--end", type=float, default=10.0, metavar="LR", help="last learning rate (10)")
+    parser.add_argument("--steps", type=_int_at_least(2), default=100, metavar="N", help="training steps (100)")
+    parser.add_argument("--batch-size", type=_positive_int, metavar="N", help="batch size (overrides the profile)")
+    parser.add_argument("--train-per-class", type=_per_class, metavar="N", help="stratified subset, or 'all'")
+    _add_data_options(parser)
+    parser.add_argument("--out", default="lr.png", metavar="FILE.png", help="the plot to write (default lr.png)")
+
+
+def _lr_find(args: argparse.Namespace) -> int:
+    from .plots import lr_range_test
+    from .train import lr_find, profile
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png" or not out.parent.is_dir():
+        raise ValueError(f"--out {out}: name a .png file in an existing folder")
+    config = profile(args.profile, **_config_overrides(args))
+    found = lr_find(config, start=args.start, end=args.end, steps=args.steps)
+    lr_range_test(found, peak=config.lr, path=out)
+    suggestion = "none (too few steps)" if found.suggestion is None else f"{found.suggestion:.3g}"
+    print(
+        f"{len(found.lrs)} steps, lr {found.lrs[0]:.3g} to {found.lrs[-1]:.3g}; suggestion {suggestion}, "
+        f"profile {config.profile} peak {config.lr:g}; wrote {out}"
+    )
     return 0
 
 
@@ -347,6 +397,7 @@ def _gradcam(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train ResNet18 on CIFAR-10 with a named profile and write a run folder", _add_train, _train),
+    "lr-find": ("run the learning-rate range test on a profile and plot it", _add_lr_find, _lr_find),
     "evaluate": ("print a trained run's test accuracy, overall and per class", _add_evaluate, _evaluate),
     "predict": (
         "classify photos of your own with trained weights: the top classes and their probabilities",

@@ -71,7 +71,18 @@ def test_pipeline_benchmark_runs_and_projects_workers_for_a_gpu(tmp_path):
     rate = record["images_per_second_per_worker"]["albumentations (eva9)"]
     assert record["workers_to_feed_gpu_projection"]["albumentations (eva9)"] == -(-25_000 // rate)
     assert set(record["dataloader_images_per_second"]) == {"0", "1"}
+    assert record["device_batches_images_per_second_cpu"] > 0  # augment_on="device", beside the workers
     assert "| torchvision.transforms.v2 |" in bench("report").markdown(tmp_path)
+    assert '| `augment_on="device"` on the CPU' in bench("report").markdown(tmp_path)
+
+
+@needs_data
+def test_augment_on_benchmark_trains_both_paths_on_the_same_subset(tmp_path):
+    module = bench("bench_augment_on")
+    module.run(module.TINY, tmp_path, root=DATA_DIR)
+    record = check_record(tmp_path / "augment_on.json", "augment_on")
+    assert set(record["test_accuracy"]) == {"workers", "device"}
+    assert all(len(runs) == len(module.TINY["seeds"]) for runs in record["runs"].values())
 
 
 def test_torchvision_twin_pipeline_cuts_a_mean_filled_16x16_hole_when_it_erases():

@@ -24,7 +24,7 @@ def option_strings(command: str) -> list[str]:
     return [s for action in sub._actions for s in action.option_strings if s.startswith("--") and s != "--help"]
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("command", ["train", "lr-find", "evaluate"])
 def test_help_explains_every_option(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])

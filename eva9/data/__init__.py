@@ -9,13 +9,15 @@ integer labels. Images come from one of two sources:
 * otherwise the official archive, downloaded by torchvision into ``./data`` on first use.
 
 The package in two modules: :mod:`eva9.data.datasets` (finding and reading a copy, the dataset class) and
-:mod:`eva9.data.loading` (subsets, statistics, the sampler, the loaders); every name is importable from here.
+:mod:`eva9.data.loading` (subsets, statistics, the sampler, the loaders), and :mod:`eva9.data.device_batches` (the
+training set on the training device, augmented there in whole batches); every name is importable from here.
 """
 
 from __future__ import annotations
 
 from ..constants import CLASSES, MEAN, STD
 from .datasets import DOWNLOAD_DIR, ENV_VAR, CIFAR10Dataset, CIFAR10Error, ImageFiles, cifar10, dataset_root
+from .device_batches import Augmentation, DeviceBatches, augment_batch, augmentation_of, draws_from_seeds
 from .loading import EpochSampler, channel_stats, default_workers, loaders, per_class_subset, test_loader
 
 __all__ = [
@@ -35,4 +37,9 @@ __all__ = [
     "EpochSampler",
     "loaders",
     "test_loader",
+    "Augmentation",
+    "DeviceBatches",
+    "augment_batch",
+    "augmentation_of",
+    "draws_from_seeds",
 ]

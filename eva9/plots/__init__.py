@@ -13,7 +13,7 @@ and the network's figure in :mod:`eva9.plots.network`; every figure is importabl
 from eva9.analysis import SHORT_NAMES  # noqa: F401  (the class names the figures use)
 
 from .base import BOOK_COLUMN_PX
-from .charts import class_accuracy_bars, confusion_matrix_heatmap, reliability_diagram, training_curves
+from .charts import class_accuracy_bars, confusion_matrix_heatmap, lr_range_test, reliability_diagram, training_curves
 from .images import augmentation_grid, blanked_grid, gradcam_grid, image_grid
 from .network import network_diagram, network_layout
 
@@ -27,6 +27,7 @@ __all__ = [
     "image_grid",
     "network_diagram",
     "network_layout",
+    "lr_range_test",
     "reliability_diagram",
     "training_curves",
 ]

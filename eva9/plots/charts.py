@@ -16,7 +16,13 @@ from eva9.results import TARGET_ACCURACY
 
 from .base import MAX_WIDTH_IN, PathLike, _axes_grid, _Figure, _finish, _single_axes
 
-__all__ = ["training_curves", "class_accuracy_bars", "confusion_matrix_heatmap", "reliability_diagram"]
+__all__ = [
+    "training_curves",
+    "class_accuracy_bars",
+    "confusion_matrix_heatmap",
+    "reliability_diagram",
+    "lr_range_test",
+]
 
 
 def _history_epochs(history) -> list[dict]:
@@ -198,4 +204,28 @@ def reliability_diagram(
         ylabel="predictions",
         ylim=(0, 1.25 * max(int(counts.max()), 1)),
     )
+    return _finish(fig, path)
+
+
+def lr_range_test(
+    finding, *, peak: float | None = None, ax: Axes | None = None, path: PathLike | None = None
+) -> Figure:
+    """The loss of each step of a learning-rate range test (:func:`eva9.train.lr_find`) against its learning rate
+    (log scale), the smoothed loss, the suggestion, and ``peak`` (a profile's learning rate) for comparison."""
+    if not finding.lrs:
+        raise ValueError("the range test recorded no step (did the first loss diverge?)")
+    fig, ax = _single_axes(ax, (6.0, 3.6))
+    ax.plot(finding.lrs, finding.losses, color="0.75", linewidth=1, label="loss of each step")
+    ax.plot(finding.lrs, finding.smoothed, color="C0", linewidth=2, label="smoothed loss")
+    if finding.suggestion is not None:
+        ax.axvline(finding.suggestion, color="C2", label=f"steepest descent: lr {finding.suggestion:.3g}")
+    if peak is not None:
+        ax.axvline(peak, color="C3", linestyle="--", label=f"the profile's lr {peak:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    top = max(finding.smoothed[0], min(finding.losses)) * 1.5
+    ax.set_ylim(min(finding.losses) * 0.9, max(top, max(finding.smoothed[: len(finding.smoothed) // 2 + 1])))
+    ax.set_title("Learning-rate range test")
+    ax.legend(fontsize="small")
     return _finish(fig, path)

@@ -10,7 +10,9 @@ every public name importable from here:
 - :mod:`eva9.train.parts`: what a run trains with (loss, SGD, schedule, mixed precision, channels-last);
 - :mod:`eva9.train.history`: :class:`History`, the per-epoch records;
 - :mod:`eva9.train.folder`: :class:`RunFolder`, the one owner of a run folder's files (lock, atomic writes);
-- :mod:`eva9.train.runs`: :func:`fit`, :func:`load_run`, :func:`prune`, checkpoints and resume.
+- :mod:`eva9.train.runs`: :func:`fit`, :func:`load_run`, :func:`prune`, checkpoints and resume;
+- :mod:`eva9.train.lr_range`: :func:`lr_find`, the learning-rate range test;
+- :mod:`eva9.train.tensorboard`: :class:`EpochLogger`, each epoch's numbers as TensorBoard scalars.
 
 The engine knows data and models and nothing above them: the analysis, the results, the plots and the book use it,
 never the other way round (the import-linter contracts in ``pyproject.toml``).
@@ -31,8 +33,10 @@ from .config import (
 from .folder import RunFolder, RunFolderBusy, RunFolderError
 from .history import History
 from .loop import NonFiniteLossError, Predictions, evaluate, predict, train_one_epoch
+from .lr_range import LRFinding, lr_find, steepest_descent
 from .parts import CHANNELS_LAST_ON_CPU
 from .runs import RUN_FILES, Run, fit, load_run, prune
+from .tensorboard import EpochLogger
 
 __all__ = [
     "SCHEDULES",
@@ -58,4 +62,8 @@ __all__ = [
     "RunFolder",
     "RunFolderError",
     "RunFolderBusy",
+    "LRFinding",
+    "lr_find",
+    "steepest_descent",
+    "EpochLogger",
 ]

@@ -28,6 +28,9 @@ __all__ = [
 SCHEDULES: tuple[str, ...] = ("constant", "onecycle", "cosine")
 """Learning-rate schedules: constant; one-cycle (warm up to ``lr``, anneal to ~0); cosine from ``lr`` to 0."""
 
+AUGMENT_ON: tuple[str, ...] = ("workers", "device")
+"""Where training images are augmented (``TrainConfig.augment_on``)."""
+
 ENV_PROFILE = "EVA9_PROFILE"
 """Environment variable naming the profile that ``profile()`` (no name) returns."""
 
@@ -86,10 +89,25 @@ class TrainConfig:
     """Loader worker processes (None = eva9.data.default_workers())."""
     data_dir: str | None = None
     """CIFAR-10 folder; None = $EVA9_DATA_DIR, else torchvision's download into ./data."""
+    augment_on: str = "workers"
+    """Where training images are augmented: "workers" (the Albumentations pipeline in loader processes) or
+    "device" (the uint8 set on the training device, whole batches augmented there: eva9.data.device_batches)."""
+    compile: bool = False
+    """Compile the model with ``torch.compile`` (``nn.Module.compile``, so the weights keep their names)."""
+    tensorboard: str | None = None
+    """A folder for TensorBoard event files (one record per epoch); None = none. Needs ``eva9[tensorboard]``."""
 
     # Fields that may differ when a run is resumed: they change where and how fast it runs, not what it computes.
     # ``epochs`` may also change (to extend a run) when the schedule is constant; see fit().
-    RESUMABLE: ClassVar[tuple[str, ...]] = ("device", "workers", "data_dir", "amp", "channels_last")
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        "device",
+        "workers",
+        "data_dir",
+        "amp",
+        "channels_last",
+        "compile",
+        "tensorboard",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (the layout of ``config.json``)."""
@@ -180,6 +198,12 @@ class TrainConfig:
             bad("workers", "must be None (automatic) or an integer >= 0")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             bad("data_dir", "must be None or a path string")
+        if self.augment_on not in AUGMENT_ON:
+            bad("augment_on", f"choose one of {', '.join(AUGMENT_ON)}")
+        if not isinstance(self.compile, bool):
+            bad("compile", "must be True or False")
+        if self.tensorboard is not None and not isinstance(self.tensorboard, str):
+            bad("tensorboard", "must be None or a folder path string")
         return self
 
 

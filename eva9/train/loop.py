@@ -135,6 +135,89 @@ def _want_progress(progress: bool | None) -> bool:
     return _in_notebook() or (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
 
 
+class _FiniteLossGuard:
+    """Stops training at the first NaN or infinite loss, naming the epoch and step: off CUDA at once (``.item()`` is
+    free there, so the bad step never updates the weights); on a GPU it remembers the first bad step on the device
+    and reads it only at :meth:`settle` (every few steps and at the end), so the queue never waits for it."""
+
+    def __init__(self, optimizer, device: torch.device, total: int, epoch: int | None, every_step: bool) -> None:
+        self.optimizer, self.total, self.epoch, self.every_step = optimizer, total, epoch, every_step
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+
+    def fail(self, step: int, value: float | str) -> None:
+        """Raise :class:`NonFiniteLossError` for ``step``."""
+        where = f"epoch {self.epoch}, " if self.epoch is not None else ""
+        lr = self.optimizer.param_groups[0]["lr"]
+        raise NonFiniteLossError(
+            f"training loss became {value} at {where}step {step} of {self.total} (lr {lr:.3g}); stopped. "
+            "Lower the learning rate or check the inputs; the last good checkpoint is untouched",
+            epoch=self.epoch,
+            step=step,
+        )
+
+    def check(self, loss: torch.Tensor, step: int) -> None:
+        """Off CUDA: fail now if ``loss`` is not finite. On a GPU: note the step, without waiting."""
+        if self.every_step:
+            value = loss.item()
+            if not math.isfinite(value):
+                self.fail(step, value)
+        else:
+            finite = torch.isfinite(loss.detach())
+            self.first_bad = torch.where((self.first_bad < 0) & ~finite, step, self.first_bad)
+
+    def settle(self) -> None:
+        """Fail if a step noted on the device was bad (the device kept only where, not which value)."""
+        if not self.every_step and int(self.first_bad) >= 0:
+            self.fail(int(self.first_bad), "NaN or infinite")
+
+
+class _EpochTally:
+    """The epoch's loss and correct count summed on the device, and its progress bar (None = none)."""
+
+    def __init__(self, device: torch.device, total: int, epoch: int | None, progress: bool | None) -> None:
+        # The loss is summed in float64, which MPS lacks: sum it on the CPU there (off CUDA the loop syncs every step).
+        self.sum_device = torch.device("cpu") if device.type == "mps" else device
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.sum_device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            desc = f"epoch {epoch}" if epoch is not None else "train"
+            self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count one batch (no device synchronisation)."""
+        n = labels.size(0)
+        self.loss_sum += loss.detach().to(self.sum_device).double() * n
+        self.correct += (logits.detach().argmax(1) == labels).sum()
+        self.seen += n
+
+    def show(self) -> None:
+        """Write the running loss and accuracy on the bar (this reads the sums: a synchronisation)."""
+        if self.bar is not None:
+            loss, accuracy = self.means()
+            self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.2%}", refresh=False)
+
+    def means(self) -> tuple[float, float]:
+        """Mean loss and accuracy over the samples counted so far."""
+        return self.loss_sum.item() / self.seen, self.correct.item() / self.seen
+
+    def close(self) -> None:
+        """Close the bar."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _disabled_scaler():
+    """A GradScaler that does nothing: scale() returns the loss, step() calls optimizer.step(), update() passes."""
+    try:
+        return torch.amp.GradScaler("cuda", enabled=False)
+    except (AttributeError, TypeError):  # torch < 2.3
+        return torch.cuda.amp.GradScaler(enabled=False)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader,
@@ -163,83 +246,38 @@ def train_one_epoch(
     device = torch.device(device)
     channels_last = _is_channels_last(model)
     # .item() is free on the CPU, so stop before any bad update; on a GPU it would stall the queue every step.
-    check_every_step = device.type != "cuda" if sync_every_step is None else sync_every_step
-    model.train()
-    # The loss is summed in float64, which MPS lacks: sum it on the CPU there (off CUDA the loop syncs every step).
-    sum_device = torch.device("cpu") if device.type == "mps" else device
-    loss_sum = torch.zeros((), dtype=torch.float64, device=sum_device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
-    seen = 0
+    every_step = device.type != "cuda" if sync_every_step is None else sync_every_step
     total = len(loader)
-    where = f"epoch {epoch}, " if epoch is not None else ""
-
-    def fail(step: int, value: float | str) -> None:
-        lr = optimizer.param_groups[0]["lr"]
-        raise NonFiniteLossError(
-            f"training loss became {value} at {where}step {step} of {total} (lr {lr:.3g}); stopped. "
-            "Lower the learning rate or check the inputs; the last good checkpoint is untouched",
-            epoch=epoch,
-            step=step,
-        )
-
-    def check() -> None:
-        bad_step = int(first_bad)
-        if bad_step >= 0:
-            fail(bad_step, "NaN or infinite")  # the device kept only where, not which
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        desc = f"epoch {epoch}" if epoch is not None else "train"
-        bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+    guard = _FiniteLossGuard(optimizer, device, total, epoch, every_step)
+    tally = _EpochTally(device, total, epoch, progress)
+    scaler = scaler if scaler is not None else _disabled_scaler()
+    model.train()
     try:
         for step, (images, labels) in enumerate(loader, start=1):
-            # The step below appears in the book and keeps its lines within its page.
             # fmt: off
             # The training step begins here (the book's training chapter shows it).
             images, labels = _to_device(images, labels, device, channels_last)
             with _autocast(device, amp_dtype):  # bf16/fp16 on a GPU with amp, else float32
                 logits = model(images)  # forward: ten scores (logits) per image
                 loss = criterion(logits, labels)  # cross-entropy, the mean over the batch
-            if check_every_step:  # stop before a NaN reaches the weights
-                value = loss.item()
-                if not math.isfinite(value):
-                    fail(step, value)
-            else:  # on a GPU: remember the first bad step without waiting for it
-                finite = torch.isfinite(loss.detach())
-                first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
+            guard.check(loss, step)  # stop before a NaN or infinite loss reaches the weights
             optimizer.zero_grad(set_to_none=True)  # forget the last batch's gradients
-            if scaler is not None:  # fp16: scale the loss so that small gradients survive
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()  # backward: d(loss)/d(weight) for every weight
-                optimizer.step()  # SGD: a small step against the gradient
+            scaler.scale(loss).backward()  # backward: d(loss)/d(weight) for every weight
+            scaler.step(optimizer)  # SGD: a small step against the gradient
+            scaler.update()  # fp16 only: adapt the loss scale
             if scheduler is not None:
                 scheduler.step()  # the learning rate for the next step
             # The training step ends here.
             # fmt: on
-            n = labels.size(0)
-            loss_sum += loss.detach().to(sum_device).double() * n
-            correct += (logits.detach().argmax(1) == labels).sum()
-            seen += n
-            if check_every_step or step % refresh_every == 0 or step == total:
-                if not check_every_step:
-                    check()
-                if bar is not None:
-                    bar.set_postfix(
-                        loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}", refresh=False
-                    )
-            if bar is not None:
-                bar.update(1)
+            tally.add(loss, logits, labels)
+            if every_step or step % refresh_every == 0 or step == total:
+                guard.settle()
+                tally.show()
+            if tally.bar is not None:
+                tally.bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
-    if seen == 0:
+        tally.close()
+    if tally.seen == 0:
         raise ValueError("the training loader yielded no batch; is batch_size larger than the dataset?")
-    if not check_every_step:
-        check()
-    return loss_sum.item() / seen, correct.item() / seen
+    guard.settle()
+    return tally.means()

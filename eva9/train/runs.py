@@ -31,6 +31,7 @@ from .folder import RUN_FILES, RunFolder, RunFolderError
 from .history import History
 from .loop import Predictions, _loss_and_accuracy, _want_progress, predict, train_one_epoch
 from .parts import _loaders, _training_parts, _TrainingParts
+from .tensorboard import EpochLogger
 
 __all__ = ["RUN_FILES", "Run", "fit", "load_run", "prune"]
 
@@ -263,6 +264,15 @@ def _epoch(model, parts: _TrainingParts, train_loader, test_loader, device, epoc
     return record, preds
 
 
+def _given_or_config_loaders(config: TrainConfig, device: torch.device, train_loader, test_loader) -> tuple:
+    """The loaders given, else those the config describes (built only when one is missing)."""
+    if train_loader is None or test_loader is None:
+        default_train, default_test = _loaders(config, device)
+        train_loader = train_loader if train_loader is not None else default_train
+        test_loader = test_loader if test_loader is not None else default_test
+    return train_loader, test_loader
+
+
 def fit(
     config: TrainConfig | None = None,
     *,
@@ -294,10 +304,7 @@ def fit(
         device = pick_device(config.device)
         seed_everything(config.seed)
         model = model if model is not None else build_model(config.model)
-        if train_loader is None or test_loader is None:
-            default_train, default_test = _loaders(config, device)
-            train_loader = train_loader if train_loader is not None else default_train
-            test_loader = test_loader if test_loader is not None else default_test
+        train_loader, test_loader = _given_or_config_loaders(config, device, train_loader, test_loader)
         parts = _training_parts(model, config, device, len(train_loader))
         data = _data_fingerprint(train_loader, test_loader)
         if checkpoint is not None and folder is not None:
@@ -309,15 +316,19 @@ def fit(
         if folder is not None:
             folder.begin(config, history, training=start_epoch <= config.epochs)
         preds, bar = None, _want_progress(progress) and not quiet
-        for epoch in range(start_epoch, config.epochs + 1):
-            record, preds = _epoch(model, parts, train_loader, test_loader, device, epoch, bar)
-            train_seconds += record["seconds"]
-            history.epochs.append(record)
-            if folder is not None:
-                state = _checkpoint(epoch, config, model, parts, train_loader, data=data, train_seconds=train_seconds)
-                folder.save_epoch({**state, "history": history.to_dict()}, history)
-            if not quiet:
-                print(_summary_line(record, config.epochs), flush=True)
+        with EpochLogger(config.tensorboard) as logger:  # a no-op without a TensorBoard folder
+            for epoch in range(start_epoch, config.epochs + 1):
+                record, preds = _epoch(model, parts, train_loader, test_loader, device, epoch, bar)
+                train_seconds += record["seconds"]
+                history.epochs.append(record)
+                if folder is not None:
+                    state = _checkpoint(
+                        epoch, config, model, parts, train_loader, data=data, train_seconds=train_seconds
+                    )
+                    folder.save_epoch({**state, "history": history.to_dict()}, history)
+                logger.log_epoch(record)
+                if not quiet:
+                    print(_summary_line(record, config.epochs), flush=True)
         if folder is not None:
             preds = preds if preds is not None else predict(model, test_loader)  # only the final files were missing
             folder.finish(model.state_dict(), _metrics(preds, history, device, train_seconds))
