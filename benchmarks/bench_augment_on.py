@@ -61,7 +61,7 @@ def run(settings: dict = FULL, out: Path | None = common.RESULTS, root: str | No
                 data_dir=root,
                 augment_on=path,
             )
-            history = fit(small_cnn(seed), config, quiet=True, progress=False)
+            history = fit(config, model=small_cnn(seed), quiet=True, progress=False).history
             runs[path][str(seed)] = {
                 "test_acc": history.epochs[-1]["test_acc"],
                 "train_loss": [e["train_loss"] for e in history.epochs],

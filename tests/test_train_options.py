@@ -63,8 +63,8 @@ def test_augment_on_device_trains_from_device_batches_reproducibly(make_batches_
     train, test = _loaders(config, torch.device("cpu"))
     assert isinstance(train, DeviceBatches) and len(train) == 4
     assert len(test.dataset) == 20  # the test set is the workers' loader's, unchanged
-    first = fit(tiny_model(), config, quiet=True)
-    again = fit(tiny_model(), config, quiet=True)
+    first = fit(config, model=tiny_model(), quiet=True).history
+    again = fit(config, model=tiny_model(), quiet=True).history
     assert [e["train_loss"] for e in first.epochs] == [e["train_loss"] for e in again.epochs]
     assert all(e["train_images_per_s"] > 0 for e in first.epochs)
 
@@ -72,9 +72,11 @@ def test_augment_on_device_trains_from_device_batches_reproducibly(make_batches_
 def test_a_device_augmented_run_grown_by_resuming_matches_an_uninterrupted_one(make_batches_folder, tmp_path):
     folder = make_batches_folder(n_per_batch=20)
     config = tiny_config(augment_on="device", data_dir=str(folder), batch_size=25, epochs=2)
-    straight = fit(tiny_model(), config, out=tmp_path / "straight", quiet=True)
-    fit(tiny_model(), config.replace(epochs=1), out=tmp_path / "grown", quiet=True)
-    grown = fit(tiny_model(), config, out=tmp_path / "grown", resume=True, quiet=True)  # a new process would do so
+    straight = fit(config, model=tiny_model(), out=tmp_path / "straight", quiet=True).history
+    fit(config.replace(epochs=1), model=tiny_model(), out=tmp_path / "grown", quiet=True)
+    grown = fit(
+        config, model=tiny_model(), out=tmp_path / "grown", resume=True, quiet=True
+    ).history  # a new process would do so
     for a, b in zip(straight.epochs, grown.epochs):
         assert (a["train_loss"], a["test_loss"]) == (b["train_loss"], b["test_loss"])  # bitwise: the same batches
 
@@ -101,7 +103,9 @@ def test_a_compiled_model_trains_to_the_eager_loss_and_keeps_its_weight_names():
     for compiled in (False, True):
         model = tiny_model()
         train, test = tiny_loaders()
-        history = fit(model, tiny_config(compile=compiled), quiet=True, train_loader=train, test_loader=test)
+        history = fit(
+            tiny_config(compile=compiled), model=model, quiet=True, train_loader=train, test_loader=test
+        ).history
         runs[compiled] = (history, model)
     eager, compiled = (runs[False][0].epochs, runs[True][0].epochs)
     for a, b in zip(eager, compiled):  # two epochs of four steps: compiled kernels round differently, slightly
@@ -125,9 +129,8 @@ def _scalars(folder) -> dict[str, list[tuple[int, float]]]:
 def test_fit_logs_every_epochs_numbers_to_tensorboard(tmp_path):
     pytest.importorskip("tensorboard")
     train, test = tiny_loaders()
-    history = fit(
-        tiny_model(), tiny_config(tensorboard=str(tmp_path / "tb")), quiet=True, train_loader=train, test_loader=test
-    )
+    config = tiny_config(tensorboard=str(tmp_path / "tb"))
+    history = fit(config, model=tiny_model(), quiet=True, train_loader=train, test_loader=test).history
     scalars = _scalars(tmp_path / "tb")
     assert set(scalars) == set(SCALARS.values())
     for field, tag in SCALARS.items():
