@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from eva9.analysis import SHORT_NAMES
@@ -96,6 +98,7 @@ def gradcam_grid(
     titles: Sequence[str] | None = None,
     alpha: float = 0.5,
     colormap: str = "jet",
+    colorbar: bool = False,
     axes=None,
     path: PathLike | None = None,
 ) -> Figure:
@@ -104,7 +107,7 @@ def gradcam_grid(
     ``images``: normalized B×3×H×W (as the loaders give them); ``cams``: a :class:`eva9.gradcam.CAMResult` or any
     mapping layer → B×H×W maps in [0, 1]. ``labels`` may be None for images whose class is unknown (a photo of
     your own); ``preds`` defaults to the result's predictions; ``layers`` to all of them; ``titles``, one per image,
-    replace the row titles.
+    replace the row titles; ``colorbar`` adds one bar beside the grid saying what the colours mean.
     """
     n = len(images)
     if n == 0:
@@ -136,6 +139,11 @@ def gradcam_grid(
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(layer, fontsize=9)
+    if colorbar:
+        scale = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=colormap)
+        bar = fig.colorbar(scale, ax=grid, shrink=min(1.0, 0.9 / n + 0.1), pad=0.02)
+        bar.set_label("map (0: ignored, 1: most used)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return _finish(fig, path)
 
 
