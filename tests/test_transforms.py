@@ -155,3 +155,23 @@ def test_flip_and_crop_decisions_are_uncorrelated(reseed_each):
             assert abs(np.corrcoef(a, b)[0, 1]) < 0.12, f"flip correlates with a crop offset at lag {lag}"
             assert abs(np.corrcoef(flips[lag:], offsets[: len(offsets) - lag])[0, 1]) < 0.12
     assert abs(np.corrcoef(dy, dx)[0, 1]) < 0.12, "row and column offsets come from independent draws"
+
+
+def test_importing_eva9_asks_no_server_for_anything():
+    """Albumentations checks PyPI for a newer version on import unless told not to; eva9 tells it not to."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "hosts = []\n"
+        "sys.addaudithook(lambda event, args: hosts.append(str(args[0])) "
+        "if event in ('socket.getaddrinfo', 'socket.gethostbyname') else None)\n"
+        "import eva9.transforms, eva9.photos\n"
+        "print(sorted(set(hosts)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"importing eva9 looked up {done.stdout.strip()}"
