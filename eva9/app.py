@@ -295,6 +295,9 @@ def _theme(gr):
     )
 
 
+_BUTTONS = ["download", "fullscreen"]  # not "share", which posts to the Hugging Face Hub
+
+
 def build(explorer: Explorer):
     """The app's page, a ``gradio.Blocks`` serving ``explorer``'s answers (not launched)."""
     gr = _gradio()
@@ -320,13 +323,19 @@ def build(explorer: Explorer):
                     status = gr.Markdown(elem_id="status")
                     with gr.Row():
                         top_classes = gr.Label(label="Top classes", elem_id="top-classes")
-                        seen = gr.Image(label="As the network sees it (32×32)", interactive=False, elem_id="seen")
-                    overlays = gr.Image(label="Where it looked", type="pil", interactive=False, elem_id="overlays")
+                        seen = gr.Image(
+                            label="As the network sees it (32×32)", interactive=False, buttons=_BUTTONS, elem_id="seen"
+                        )
+                    overlays = gr.Image(
+                        label="Where it looked", type="pil", interactive=False, buttons=_BUTTONS, elem_id="overlays"
+                    )
         with gr.Tab("Mistakes"):
             count = gr.Slider(1, MISTAKES_KEPT, value=8, step=1, label="How many", elem_id="count")
             find = gr.Button("Show the most confident mistakes", variant="primary", elem_id="find-mistakes")
             mistakes_status = gr.Markdown(elem_id="mistakes-status")
-            mistakes = gr.Image(label="Mistakes and their maps", type="pil", interactive=False, elem_id="mistakes")
+            mistakes = gr.Image(
+                label="Mistakes and their maps", type="pil", interactive=False, buttons=_BUTTONS, elem_id="mistakes"
+            )
 
         inputs, outputs = [upload, sample, *shared, top], [status, top_classes, seen, overlays]
 
