@@ -1,0 +1,94 @@
+"""The explorer app (``python -m eva9 app``) on the CPU: how long it takes to start, and what one photo costs.
+
+- start-up: seconds from launching ``python -m eva9 app`` (a new process: imports, the default weights, Gradio) to
+  the first page served on the loopback port;
+- per photo, with the published default weights, one photo already shrunk to 32×32: the prediction (forward pass
+  and softmax), the four-layer GradCAM maps (one forward and one backward pass), and the whole answer of the photo
+  tab (the uploaded file read, shrunk, predicted, mapped, and the figure drawn as a PNG), interleaved.
+
+    python benchmarks/bench_app.py            # writes benchmarks/results/app.json
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+from eva9 import app, photos  # noqa: E402
+
+NAME = "app"
+FULL = {"repeats": 20, "warmup": 2, "startups": 3, "threads": None}
+TINY = {"repeats": 1, "warmup": 0, "startups": 0, "threads": 1}
+"""``threads``: torch's CPU threads (None: torch's default); ``startups``: how many fresh processes to time."""
+
+
+def startup_seconds(timeout: float = 300.0) -> float:
+    """Seconds from starting ``python -m eva9 app`` on a free loopback port to its first page (then it is stopped)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eva9", "app", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        while time.perf_counter() - start < timeout:
+            if process.poll() is not None:
+                raise RuntimeError(f"the app exited with {process.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"the app did not answer in {timeout} s")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def run(settings: dict = FULL, out: Path | None = common.RESULTS) -> dict:
+    """Time the start-up and the three per-photo costs; print a table; return (and write) the record."""
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    explorer = app.Explorer()
+    model = explorer.network(explorer.default)
+    photo = app.sample_photo("Chelsea the cat")
+    images = photos.photo_batch([photo])
+    with tempfile.TemporaryDirectory() as folder:
+        upload = Path(folder) / "cat.png"
+        Image.fromarray(photo).save(upload)
+
+        def predict():
+            with torch.no_grad():
+                return model(images).softmax(dim=1)
+
+        contestants = {
+            "prediction": predict,
+            "maps, 4 layers": lambda: app.class_maps(model, images, app.LAYERS, "gradcam"),
+            "whole answer": lambda: explorer.explain(upload, None, explorer.default, ["gradcam"], app.LAYERS),
+        }
+        seconds = common.interleaved(contestants, settings["repeats"], settings["warmup"])
+    startups = [startup_seconds() for _ in range(settings["startups"])]
+    ms = {name: 1000 * common.median(values) for name, values in seconds.items()}
+    rows = [[name, value] for name, value in ms.items()]
+    common.print_table(f"The explorer app, one photo ({explorer.default} weights), median ms", ["", "ms"], rows)
+    if startups:
+        print(f"start-up to the first page: {', '.join(f'{s:.1f}' for s in startups)} s")
+    measurements = {"ms_per_photo": ms, "startup_seconds": startups, "weights": explorer.default}
+    return common.record(NAME, settings, measurements, out)
+
+
+if __name__ == "__main__":
+    run()
