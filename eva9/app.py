@@ -13,6 +13,7 @@ makes and every connection the server opens, and finds only the loopback address
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -32,7 +33,19 @@ from .gradcam import CAMResult, GradCAM
 from .photos import photo_batch
 from .plots import gradcam_grid
 
-__all__ = ["LAYERS", "SAMPLES", "Explanation", "Explorer", "build", "cam_methods", "class_maps", "launch"]
+__all__ = [
+    "LAYERS",
+    "SAMPLES",
+    "BadInput",
+    "Explanation",
+    "Explorer",
+    "build",
+    "cam_methods",
+    "class_maps",
+    "launch",
+    "read_photo",
+    "sample_photo",
+]
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 """The layers the app offers, shallowest first (all four are chosen at the start)."""
@@ -47,7 +60,7 @@ MAX_FILE_SIZE = "50mb"
 """The largest upload the server accepts."""
 
 MISTAKES_PER_CLASS = 100
-"""Test images per class searched for mistakes (a stratified 1,000), so the tab answers in seconds on a CPU."""
+"""Test images per class searched for mistakes: a stratified 1,000, searched once per weights and then kept."""
 
 MISTAKES_KEPT = 24
 """How many of the most confident mistakes the tab can show."""
@@ -108,9 +121,11 @@ def read_photo(path: str | os.PathLike) -> Image.Image:
                     "app decodes; the network sees 32×32 anyway, so shrink it first"
                 )
             return ImageOps.exif_transpose(opened).convert("RGB")  # phones store the rotation separately
+    except Image.DecompressionBombError:  # so many pixels that Pillow refuses to open it
+        raise BadInput(f"{path.name} has far more than {MAX_PIXELS // 10**6} megapixels; shrink it first") from None
     except UnidentifiedImageError:
         raise BadInput(f"{path.name} is not an image that Pillow can read: choose a JPEG, PNG, WebP, ...") from None
-    except (OSError, Image.DecompressionBombError) as error:  # a truncated or broken file
+    except OSError as error:  # a truncated or broken file
         detail = str(error).replace(str(path), path.name)
         raise BadInput(f"{path.name} is not an image that Pillow can read ({detail})") from None
 
@@ -152,13 +167,10 @@ class Explorer:
                 "no published weights here; pass --weights with a .pt file or a run folder (`eva9 train --out DIR`)"
             )
         preferred = weights.preferred()
-        self.default = (
-            str(extra_weights)
-            if extra_weights is not None
-            else preferred.name
-            if preferred
-            else next(iter(self.weights))
-        )
+        if extra_weights is not None:
+            self.default = str(extra_weights)
+        else:
+            self.default = preferred.name if preferred is not None else next(iter(self.weights))
         self.data_dir = data_dir
         self._networks: dict[str, torch.nn.Module] = {}
         self._mistakes: dict[str, Mistakes] = {}
@@ -301,6 +313,7 @@ _BUTTONS = ["download", "fullscreen"]  # not "share", which posts to the Hugging
 def build(explorer: Explorer):
     """The app's page, a ``gradio.Blocks`` serving ``explorer``'s answers (not launched)."""
     gr = _gradio()
+    picture = functools.partial(gr.Image, interactive=False, format="png", buttons=_BUTTONS)  # an answer's image
     with gr.Blocks(title="eva9: explain your own photo", analytics_enabled=False) as page:
         gr.Markdown(
             "# Explain your own photo\nA ResNet18 trained on CIFAR-10 classifies the photo and GradCAM shows where "
@@ -323,19 +336,13 @@ def build(explorer: Explorer):
                     status = gr.Markdown(elem_id="status")
                     with gr.Row():
                         top_classes = gr.Label(label="Top classes", elem_id="top-classes")
-                        seen = gr.Image(
-                            label="As the network sees it (32×32)", interactive=False, buttons=_BUTTONS, elem_id="seen"
-                        )
-                    overlays = gr.Image(
-                        label="Where it looked", type="pil", interactive=False, buttons=_BUTTONS, elem_id="overlays"
-                    )
+                        seen = picture(label="As the network sees it (32×32)", elem_id="seen")
+                    overlays = picture(label="Where it looked", elem_id="overlays")
         with gr.Tab("Mistakes"):
             count = gr.Slider(1, MISTAKES_KEPT, value=8, step=1, label="How many", elem_id="count")
             find = gr.Button("Show the most confident mistakes", variant="primary", elem_id="find-mistakes")
             mistakes_status = gr.Markdown(elem_id="mistakes-status")
-            mistakes = gr.Image(
-                label="Mistakes and their maps", type="pil", interactive=False, buttons=_BUTTONS, elem_id="mistakes"
-            )
+            mistakes = picture(label="Mistakes and their maps", elem_id="mistakes")
 
         inputs, outputs = [upload, sample, *shared, top], [status, top_classes, seen, overlays]
 

@@ -154,7 +154,7 @@ def test_an_uploaded_photo_shows_its_top_class_and_the_overlays(page, cat_photo)
     assert text_of(page, "#top-classes [data-testid=label-output-value]") == expected
     assert f"{expected} (" in text_of(page, "#status")
     assert page.execute_script("return document.querySelector('#seen img')?.naturalWidth || 0") == 192
-    page.execute_script("document.querySelector('#status').scrollIntoView({block: 'start'}); window.scrollBy(0, -60);")
+    page.execute_script("document.querySelector('#overlays').scrollIntoView({block: 'end'})")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     assert page.save_screenshot(str(SCREENSHOTS / "app.png")), "Chromium could not save the screenshot"
 
