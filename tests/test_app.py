@@ -1,6 +1,6 @@
 """The explorer app's answers (eva9.app.Explorer) without a browser, and `eva9 app` on the command line.
 
-The page itself, served by Gradio and driven by Chromium, is tested in tests/html/test_app.py.
+The page itself, served by Gradio and driven by Chromium, is tested in tests/html/test_explorer_app.py.
 """
 
 from __future__ import annotations
