@@ -216,7 +216,7 @@ class Explorer:
         probabilities = first.logits.softmax(dim=1)[0]
         ranked = probabilities.topk(max(1, min(int(top), len(CLASSES))))
         predicted = int(first.predictions[0])
-        titles = [f"{method}\n{SHORT_NAMES[predicted]} {float(probabilities[predicted]):.0%}" for method in maps]
+        titles = [f"{method}: {SHORT_NAMES[predicted]} {float(probabilities[predicted]):.0%}" for method in maps]
         figure = gradcam_grid(
             images.repeat(len(maps), 1, 1, 1),
             {layer: torch.cat([result[layer] for result in maps.values()]) for layer in layers},
@@ -254,7 +254,7 @@ class Explorer:
         if len(shown.labels) == 0:
             return f"The weights {weights_name} make no mistake on these {10 * MISTAKES_PER_CLASS} test images.", None
         titles = [
-            f"{SHORT_NAMES[int(t)]} → {SHORT_NAMES[int(p)]}\n{float(c):.0%}"
+            f"{SHORT_NAMES[int(t)]} → {SHORT_NAMES[int(p)]} {float(c):.0%}"
             for t, p, c in zip(shown.labels, shown.preds, shown.confidences)
         ]
         figure = gradcam_grid(
