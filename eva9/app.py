@@ -143,8 +143,10 @@ class Explanation(NamedTuple):
 
 
 def _figure_image(figure) -> Image.Image:
-    """A matplotlib figure of :mod:`eva9.plots` as an RGB image."""
-    return Image.open(io.BytesIO(figure._repr_png_())).convert("RGB")
+    """A matplotlib figure of :mod:`eva9.plots` as an RGB image, with a margin for the page's label and buttons."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.35)
+    return Image.open(buffer).convert("RGB")
 
 
 def _enlarged(batch: torch.Tensor, factor: int = 6) -> np.ndarray:
