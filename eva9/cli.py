@@ -358,7 +358,6 @@ def _app(args: argparse.Namespace) -> int:
     try:
         from .app import launch
 
-        print(f"eva9 app: serving on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
         launch(args.host, args.port, share=args.share, weights_arg=args.weights, data_dir=args.data_dir)
     except ImportError as error:  # Gradio is an extra: say how to install it, in one line
         print(f"eva9 app: error: {error}", file=sys.stderr)
