@@ -393,6 +393,42 @@ def _gradcam(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------------------ app
+
+
+def _add_app(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port", type=_int_at_least(1), default=7860, metavar="N", help="port to serve on (default 7860)"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)"
+    )
+    parser.add_argument(
+        "--share", action="store_true", help="also ask Gradio for a public link, through its servers (default: off)"
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="W",
+        help="a .pt state_dict or a run folder to offer beside the published weights, chosen at the start",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="D",
+        help="CIFAR-10 folder for the mistakes tab (default: $EVA9_DATA_DIR, else ./data; never downloaded)",
+    )
+
+
+def _app(args: argparse.Namespace) -> int:
+    try:
+        from .app import launch
+
+        launch(args.host, args.port, share=args.share, weights_arg=args.weights, data_dir=args.data_dir)
+    except ImportError as error:  # Gradio is an extra: say how to install it, in one line
+        print(f"eva9 app: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # -------------------------------------------------------------------------------------------------------- main
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
@@ -405,6 +441,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
         _predict,
     ),
     "gradcam": ("explain photos of your own: a figure of GradCAM maps at the chosen layers", _add_gradcam, _gradcam),
+    "app": ("explain photos of your own in the browser: the explorer app (needs eva9[app])", _add_app, _app),
 }
 """Subcommands: name → (help, add its arguments, run it and return the exit code)."""
 

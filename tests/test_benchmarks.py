@@ -64,6 +64,16 @@ def test_gradcam_benchmark_runs(tmp_path):
     assert set(record["time_ratio_eva9_to_reference"]) == {"4 layers", "1 layer"}
 
 
+@pytest.mark.skipif(not list((BENCHMARKS.parent / "results" / "weights").glob("*.pt")), reason="no published weights")
+def test_app_benchmark_times_a_prediction_the_four_layer_maps_and_a_whole_answer(tmp_path):
+    pytest.importorskip("skimage")
+    module = bench("bench_app")
+    module.run(module.TINY, tmp_path)
+    record = check_record(tmp_path / "app.json", "app")
+    assert set(record["ms_per_photo"]) == {"prediction", "maps, 4 layers", "whole answer"}
+    assert all(ms > 0 for ms in record["ms_per_photo"].values()) and record["startup_seconds"] == []
+
+
 def test_pipeline_benchmark_runs_and_projects_workers_for_a_gpu(tmp_path):
     module = bench("bench_pipeline")
     module.run(module.TINY, tmp_path, root=DATA_DIR or "")

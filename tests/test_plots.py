@@ -240,6 +240,17 @@ def test_gradcam_grid_cells_are_the_overlay_of_their_rows_image_and_their_column
             )
 
 
+def test_gradcam_grid_colour_bar_spans_zero_to_one_in_the_maps_colormap():
+    cams = {"layer3": torch.rand(2, 32, 32), "layer4": torch.rand(2, 32, 32)}
+    images = normalize(torch.rand(2, 3, 32, 32))
+    fig = plots.gradcam_grid(images, cams, [0, 1], colormap="viridis")
+    assert len(fig.axes) == 7  # 2 × (image + 2 layers), and the bar
+    [bar] = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    scale = bar._colorbar.mappable
+    assert (scale.norm.vmin, scale.norm.vmax) == (0.0, 1.0)
+    assert scale.get_cmap().name == "viridis"
+
+
 class Tiny(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -170,3 +170,23 @@ def test_listing_names_every_step_in_order_one_per_line_within_the_width():
 def test_listing_refuses_a_width_too_narrow_to_read():
     with pytest.raises(ValueError, match="width"):
         T.listing(T.test_transforms(), width=5)
+
+
+def test_importing_eva9_asks_no_server_for_anything():
+    """Albumentations checks PyPI for a newer version on import unless told not to; eva9 tells it not to."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "hosts = []\n"
+        "sys.addaudithook(lambda event, args: hosts.append(str(args[0])) "
+        "if event in ('socket.getaddrinfo', 'socket.gethostbyname') else None)\n"
+        "import eva9.transforms, eva9.photos\n"
+        "print(sorted(set(hosts)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"importing eva9 looked up {done.stdout.strip()}"

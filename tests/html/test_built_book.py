@@ -12,10 +12,10 @@ _build/screenshots/ (CI artifacts).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from headless import chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
@@ -33,40 +33,13 @@ CHAPTERS = {
     "errors": ("Error analysis", True),
 }
 PAGES = [*CHAPTERS, "results"]  # every page under book/, the appendix included
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 def start_chromium(*extra_flags: str, size: str = "1400,1000"):
     """Headless Chromium through Debian's chromedriver, a window of ``size`` pixels, with ``extra_flags`` added."""
     if not (HTML / "index.html").is_file():
         pytest.fail(f"no built book at {HTML}: run `jupyter-book build .` (or `make book`) before this test")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium to run the browser check")
-    from selenium.webdriver.chrome.service import Service
-
-    for program in (CHROMIUM, CHROMEDRIVER):
-        if not Path(program).is_file() and shutil.which(Path(program).name) is None:
-            pytest.fail(f"{program} is missing: apt-get install -y chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--window-size={size}",
-        "--hide-scrollbars",
-        *extra_flags,
-    ):
-        options.add_argument(flag)
-    # An explicit driver path: Selenium Manager never runs, so nothing is downloaded.
-    service = Service(CHROMEDRIVER if Path(CHROMEDRIVER).is_file() else shutil.which("chromedriver"))
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_page_load_timeout(60)
-    return driver
+    return chromium(*extra_flags, window=size)
 
 
 @pytest.fixture(scope="module")

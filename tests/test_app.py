@@ -1,0 +1,131 @@
+"""The explorer app's answers (eva9.app.Explorer) without a browser, and `eva9 app` on the command line.
+
+The page itself, served by Gradio and driven by Chromium, is tested in tests/html/test_explorer_app.py.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from eva9 import app, cli, models, photos, weights
+from eva9.constants import CLASSES
+
+pytestmark = pytest.mark.skipif(weights.preferred() is None, reason="the app explains published weights")
+
+
+@pytest.fixture(scope="module")
+def explorer() -> app.Explorer:
+    return app.Explorer()
+
+
+@pytest.fixture(scope="module")
+def cat() -> np.ndarray:
+    samples = pytest.importorskip("skimage.data")
+    return samples.chelsea()
+
+
+def test_a_sample_photo_gets_the_networks_own_top_classes_its_32x32_view_and_one_overlay_per_layer(explorer, cat):
+    answer = explorer.explain(None, "Chelsea the cat", explorer.default, ["gradcam"], ["layer4", "layer2"], 0.4, 3)
+    images = photos.photo_batch([cat])
+    with torch.no_grad():
+        expected = models.resnet18(weights=explorer.default, progress=False).eval()(images).softmax(dim=1)[0]
+    top = expected.topk(3)
+    assert list(answer.top_classes) == [CLASSES[int(i)] for i in top.indices]
+    np.testing.assert_allclose(list(answer.top_classes.values()), top.values.tolist(), rtol=1e-4)
+    assert answer.message.startswith(f"**Chelsea the cat**: {CLASSES[int(top.indices[0])]} (")
+    assert answer.seen.shape == (192, 192, 3) and answer.seen.dtype == np.uint8  # each input pixel a 6×6 block
+    assert (answer.seen[::6, ::6] == answer.seen[5::6, 5::6]).all()
+    width, height = answer.overlays.size
+    assert width > 2 * height  # one row: the image, layer2, layer4 and the colour bar
+
+
+def test_an_uploaded_file_wins_over_the_sample(explorer, cat, tmp_path):
+    path = tmp_path / "upside-down.png"
+    Image.fromarray(np.ascontiguousarray(cat[::-1])).save(path)
+    answer = explorer.explain(path, "Chelsea the cat", explorer.default, ["gradcam"], ["layer4"])
+    assert answer.message.startswith("**upside-down.png**")
+
+
+def write_huge_png(path) -> None:
+    Image.new("1", (10_000, 6_000)).save(path)  # 60 megapixels in a small file: one bit per pixel, all black
+
+
+@pytest.mark.parametrize(
+    "name, write, message",
+    [
+        ("notes.txt", lambda path: path.write_text("not a photo\n"), "notes.txt is not an image that Pillow can read"),
+        ("empty.jpg", lambda path: path.write_bytes(b""), "empty.jpg is empty"),
+        ("cut.jpg", lambda path: path.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 64), "cut.jpg is not an image"),
+        ("huge.png", write_huge_png, "huge.png is 10000×6000 pixels, more than the 50 megapixels"),
+    ],
+)
+def test_a_bad_upload_gets_a_one_line_message_and_no_answer(explorer, tmp_path, name, write, message):
+    path = tmp_path / name
+    write(path)
+    answer = explorer.explain(path, None, explorer.default, ["gradcam"], list(app.LAYERS))
+    assert message in answer.message and "\n" not in answer.message
+    assert answer.message.startswith("**Cannot explain this:**")
+    assert answer.top_classes is None and answer.seen is None and answer.overlays is None
+    assert str(tmp_path) not in answer.message  # the server's upload folder is not shown
+
+
+@pytest.mark.parametrize(
+    "upload, sample, weights_name, layers, message",
+    [
+        (None, None, None, ["layer4"], "Upload a photo, or pick a sample photo."),
+        (None, "Chelsea the cat", "no-such-weights", ["layer4"], "no weights called 'no-such-weights'"),
+        (None, "Chelsea the cat", None, [], "choose at least one layer of layer1, layer2, layer3, layer4"),
+        (None, "a dog", None, ["layer4"], "no sample photo called 'a dog'"),
+    ],
+)
+def test_missing_or_unknown_choices_get_a_message(explorer, upload, sample, weights_name, layers, message):
+    answer = explorer.explain(upload, sample, weights_name or explorer.default, ["gradcam"], layers)
+    assert message in answer.message and answer.overlays is None
+
+
+def test_the_mistakes_are_the_most_confident_wrong_predictions_with_their_maps(
+    explorer, make_batches_folder, monkeypatch
+):
+    folder = make_batches_folder(n_per_batch=20)  # 2 test images per class
+    monkeypatch.setattr(app, "MISTAKES_PER_CLASS", 2)
+    found = app.Explorer(data_dir=folder.parent)
+    message, figure = found.mistakes(found.default, ["gradcam"], ["layer3", "layer4"], 0.5, 3)
+    mistakes = found._mistakes[found.default]
+    assert (mistakes.preds != mistakes.labels).all() and len(mistakes.labels) >= 3  # random images fool it often
+    assert (mistakes.confidences[:-1] >= mistakes.confidences[1:]).all()
+    assert message.startswith(f"The 3 most confident mistakes of the weights {found.default} on 20 test images")
+    assert figure.size[1] > figure.size[0] / 2  # three rows of image, layer3, layer4
+
+
+def test_the_mistakes_tab_says_where_to_find_cifar10_when_it_is_missing(tmp_path):
+    message, figure = app.Explorer(data_dir=tmp_path / "nowhere").mistakes(
+        weights.preferred().name, ["gradcam"], ["layer4"]
+    )
+    assert message.startswith("**Cannot show the mistakes:**") and figure is None
+
+
+def test_eva9_app_serves_on_loopback_with_the_options_given(monkeypatch):
+    calls = []
+    monkeypatch.setattr(app, "launch", lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert cli.main(["app", "--port", "8123", "--weights", "runs/smoke"]) == 0
+    assert calls == [(("127.0.0.1", 8123), {"share": False, "weights_arg": "runs/smoke", "data_dir": None})]
+
+
+def test_eva9_app_without_gradio_says_how_to_install_it_in_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now raises ImportError
+    assert cli.main(["app", "--port", "8124"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == 'eva9 app: error: the app needs Gradio: pip install "eva9[app]"'
+
+
+def test_the_core_package_and_the_app_module_import_without_gradio():
+    import subprocess
+
+    script = "import sys; sys.modules['gradio'] = None; import eva9.app, eva9.cli; print(eva9.app.LAYERS[-1])"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "layer4", done.stderr
