@@ -88,14 +88,18 @@ def _has_accelerator() -> bool:
 
 
 def profile_name() -> str:
-    """``$EVA9_PROFILE`` if set, else ``seed`` with a GPU and ``smoke`` without one (saying so in one line)."""
+    """``$EVA9_PROFILE`` if set, else ``seed`` with a GPU and ``cpu`` without one (saying so in one line)."""
     name = os.environ.get(train.ENV_PROFILE, "").strip()
     if name:
         return name
     if _has_accelerator():
         return "seed"
-    print("No GPU here: training uses the smoke profile (500 images), far from a full run.")
-    return "smoke"
+    cpu = train.profile("cpu")
+    print(
+        f"No GPU here: training uses the cpu profile ({cpu.epochs} epochs on {cpu.train_size:,} images, a few "
+        "minutes), far from a full run."
+    )
+    return "cpu"
 
 
 def training_config(**overrides) -> train.TrainConfig:

@@ -85,4 +85,4 @@ def test_without_published_weights_the_book_trains_as_before(with_configs, fake_
         path.unlink()
     assert weights.preferred() is None and book.published_weights() is None
     network = book.trained_network(quiet=True)
-    assert not network.published and fake_training == ["smoke"]  # no GPU: the smoke profile
+    assert not network.published and fake_training == ["cpu"]  # no GPU: the cpu profile

@@ -15,8 +15,17 @@ The package in two modules: :mod:`eva9.data.datasets` (finding and reading a cop
 from __future__ import annotations
 
 from ..constants import CLASSES, MEAN, STD
-from .datasets import DOWNLOAD_DIR, ENV_VAR, CIFAR10Dataset, CIFAR10Error, ImageFiles, cifar10, dataset_root
-from .loading import EpochSampler, channel_stats, default_workers, loaders, per_class_subset, test_loader
+from .datasets import DOWNLOAD_DIR, ENV_VAR, CIFAR10Dataset, CIFAR10Error, ImageFiles, cifar10, copy_kind, dataset_root
+from .loading import (
+    EpochSampler,
+    channel_stats,
+    default_workers,
+    jpeg_copy,
+    loaders,
+    per_class_subset,
+    pixel_difference,
+    test_loader,
+)
 
 __all__ = [
     "CLASSES",
@@ -28,8 +37,11 @@ __all__ = [
     "CIFAR10Dataset",
     "ImageFiles",
     "dataset_root",
+    "copy_kind",
     "cifar10",
     "channel_stats",
+    "jpeg_copy",
+    "pixel_difference",
     "per_class_subset",
     "default_workers",
     "EpochSampler",

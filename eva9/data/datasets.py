@@ -25,6 +25,7 @@ __all__ = [
     "CIFAR10Dataset",
     "ImageFiles",
     "dataset_root",
+    "copy_kind",
     "cifar10",
 ]
 
@@ -211,6 +212,15 @@ def _detect_layout(root: Path) -> tuple[str, Path]:
         f"{root} is not a CIFAR-10 copy: it holds neither 'cifar-10-batches-py/' (or data_batch_1..5) nor "
         "'train/' and 'test/' image folders. " + LAYOUTS_HELP
     )
+
+
+def copy_kind(root: str | os.PathLike | None = None) -> str:
+    """Which copy ``root`` (else ``$EVA9_DATA_DIR``) is: ``"official"`` for torchvision's download or a
+    ``cifar-10-batches-py`` folder (the archive's lossless layout), ``"image-folder"`` for image folders."""
+    path = dataset_root(root)
+    if path is None:
+        return "official"
+    return "official" if _detect_layout(path)[0] == "batches" else "image-folder"
 
 
 def _load_batches(folder: Path, split: str) -> tuple[np.ndarray, list[int]]:

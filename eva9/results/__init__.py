@@ -7,17 +7,21 @@ the book's tables. Every name below is importable from ``eva9.results``.
 from ..provenance import machine, provenance, versions
 from ..weights import sha256_of
 from .records import (
+    DATA_SOURCES,
     REFERENCE_RUN,
     RESULTS_DIR,
     SCHEMA_VERSION,
     TARGET_ACCURACY,
     WEIGHTS_DIR,
+    data_description,
     epochs_to_target,
     load_recorded_runs,
     load_run_file,
     run_history,
     save_weights,
+    update_record,
     validate_run,
+    write_run_file,
 )
 from .tables import Table, class_accuracy_table, run_summary, summary_table, weights_table
 
@@ -27,6 +31,7 @@ __all__ = [
     "RESULTS_DIR",
     "WEIGHTS_DIR",
     "REFERENCE_RUN",
+    "DATA_SOURCES",
     "Table",
     "provenance",
     "versions",
@@ -35,6 +40,9 @@ __all__ = [
     "sha256_of",
     "save_weights",
     "validate_run",
+    "write_run_file",
+    "update_record",
+    "data_description",
     "load_run_file",
     "load_recorded_runs",
     "run_summary",
