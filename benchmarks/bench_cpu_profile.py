@@ -5,7 +5,9 @@
 What the training chapter trains live without a GPU. Trains into a temporary run folder with ``eva9.train.fit``
 (as the book does) and records, per epoch, the test accuracy on the profile's test subset and the epoch's seconds
 (training and evaluation); ``train_seconds`` is their sum, ``wall_seconds`` the whole call, data loading
-included. The aims (issue 19) are at least 30 % test accuracy on 100 test images per class, at least three points
+included, and ``cpu_seconds`` the CPU time this process (the training loop's threads) spent meanwhile: on a
+machine shared with other jobs, wall time overstates what a quiet machine needs, and ``cpu_seconds`` divided by
+the threads bounds it from below. The aims (issue 19) are at least 30 % test accuracy on 100 test images per class, at least three points
 on each curve, and at most 3 minutes of training on a 2-core CPU. Writes ``benchmarks/results/cpu_profile.json``
 (or ``--out DIR``). ``--set`` tries another setting of the profile (a trial, not the profile).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -38,9 +41,9 @@ def run(changes: dict, data_dir: str | None, out: Path | None) -> dict:
         overrides["data_dir"] = data_dir
     config = profile("cpu", **overrides)
     with tempfile.TemporaryDirectory(prefix="eva9-cpu-profile-") as folder:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         history = fit(resnet18(), config, out=Path(folder) / "run", quiet=True)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     epochs = history.epochs
     train_seconds = sum(float(row["seconds"]) for row in epochs)
     measurements = {
@@ -48,6 +51,8 @@ def run(changes: dict, data_dir: str | None, out: Path | None) -> dict:
         "final_test_acc": epochs[-1]["test_acc"],
         "train_seconds": train_seconds,
         "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "load_average_after": os.getloadavg(),
         "torch_threads": torch.get_num_threads(),
         "aims": AIMS,
         "meets_aims": epochs[-1]["test_acc"] >= AIMS["min_test_acc"]
@@ -83,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"final test accuracy {result['final_test_acc']:.1%} after {len(result['epochs'])} epochs; "
-        f"{result['train_seconds']:.0f} s of training and testing, {result['wall_seconds']:.0f} s in all; "
+        f"{result['train_seconds']:.0f} s of training and testing, {result['wall_seconds']:.0f} s in all "
+        f"({result['cpu_seconds']:.0f} CPU s on {result['torch_threads']} threads; load average "
+        f"{result['load_average_after'][0]:.1f}); "
         f"aims {'met' if result['meets_aims'] else 'NOT met'}"
     )
     return 0

@@ -23,7 +23,7 @@ from .records import (
     validate_run,
     write_run_file,
 )
-from .tables import Table, class_accuracy_table, run_summary, summary_table, weights_table
+from .tables import Table, class_accuracy_table, data_table, run_summary, summary_table, weights_table
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -49,5 +49,6 @@ __all__ = [
     "summary_table",
     "class_accuracy_table",
     "weights_table",
+    "data_table",
     "run_history",
 ]
