@@ -42,8 +42,9 @@ imports: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests --ignore=tests/html
 
-# The chapters run as a reader without a GPU gets them: the training chapter trains smoke live, the others explain
-# the published weights in results/weights/ (set EVA9_PROFILE=smoke to check the mode without published weights).
+# The chapters run as a reader without a GPU gets them: the training chapter trains the cpu profile live (into
+# book/runs/cpu, which notebooks-unpublished and book-strict then reuse instead of training again), the others
+# explain the published weights in results/weights/.
 notebooks: $(STAMP)
 	$(BIN)/pytest --nbval book/
 
@@ -69,7 +70,7 @@ chromium:
 	  echo "Installing Debian's chromium and chromium-driver for the browser check"; \
 	  apt-get update -q && apt-get install -y -q chromium chromium-driver; }
 
-# Lint and format check (settings in pyproject.toml). Not yet part of `make test`: the existing code has findings.
+# Lint and format check (settings in pyproject.toml); the first step of `make test`.
 lint: $(STAMP)
 	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . && exit $$status
 
