@@ -7,9 +7,10 @@ What the training chapter trains live without a GPU. Trains into a temporary run
 (training and evaluation); ``train_seconds`` is their sum, ``wall_seconds`` the whole call, data loading
 included, and ``cpu_seconds`` the CPU time this process (the training loop's threads) spent meanwhile: on a
 machine shared with other jobs, wall time overstates what a quiet machine needs, and ``cpu_seconds`` divided by
-the threads bounds it from below. The aims (issue 19) are at least 30 % test accuracy on 100 test images per class, at least three points
-on each curve, and at most 3 minutes of training on a 2-core CPU. Writes ``benchmarks/results/cpu_profile.json``
-(or ``--out DIR``). ``--set`` tries another setting of the profile (a trial, not the profile).
+the threads bounds it from below. The aims (issue 19) are at least 30 % test accuracy on 100 test images per
+class, at least three points on each curve, and at most 3 minutes of training on a 2-core CPU. Writes
+``benchmarks/results/cpu_profile.json`` (or ``--out DIR``). ``--set`` tries another setting of the profile (a
+trial, not the profile).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from eva9.analysis import SHORT_NAMES
-from eva9.data import default_workers, test_loader
+from eva9.data import copy_kind, default_workers, test_loader
 from eva9.results import (
     SCHEMA_VERSION,
     TARGET_ACCURACY,
@@ -96,6 +96,7 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
         "sha256": sha256_of(path),
         "dtype": "float16",
         "scored_on": str(device),
+        "test_images": len(loader.dataset),
         "test_acc_float32": accuracy,
         "test_acc_float32_flip_tta": accuracy_tta,
         "matches_record": abs(accuracy - recorded_test_acc) <= RELOAD_TOLERANCE,
@@ -103,10 +104,18 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
     }
 
 
-def build_record(config: dict, history: History, metrics: dict, invocation_seconds: float, resumed: bool) -> dict:
+def build_record(
+    config: dict,
+    history: History,
+    metrics: dict,
+    invocation_seconds: float,
+    resumed: bool,
+    data: str | None = None,
+) -> dict:
     """The recorded-run dict (see ``eva9.results``) from a finished run's config, history and metrics.json.
 
     ``wall_seconds`` is summed from the history (every epoch the run ever trained), not taken from the invocation.
+    ``data`` names the copy of CIFAR-10 the run was trained and tested on (a key of ``eva9.results.DATA_SOURCES``).
     """
     first, seconds = epochs_to_target(history.epochs, TARGET_ACCURACY)
     record = {
@@ -134,6 +143,8 @@ def build_record(config: dict, history: History, metrics: dict, invocation_secon
         "class_accuracy": [metrics["class_accuracy"][name] for name in SHORT_NAMES],
         "confusion_matrix": metrics["confusion_matrix"],
     }
+    if data is not None:
+        record["data"] = {"train": data, "test": data}
     return validate_run(record, f"record of profile {config['profile']!r}")
 
 
@@ -169,7 +180,7 @@ def record_profile(
     history = fit(None, config, out=run_dir, resume=resumed, quiet=quiet)
     invocation_seconds = time.perf_counter() - start
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    record = build_record(config.to_dict(), history, metrics, invocation_seconds, resumed)
+    record = build_record(config.to_dict(), history, metrics, invocation_seconds, resumed, copy_kind(config.data_dir))
     out = Path(out)
     weights = save_weights(
         torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True),

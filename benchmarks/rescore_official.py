@@ -37,7 +37,7 @@ def rescore(path: Path, data_dir: str, workers: int | None, trained_on: str | No
     weights = path.parent / "weights" / record["weights"]["file"]
     scored = check_published_weights(weights, config, record["final_test_acc"])
     score = {
-        "test_images": 10_000,
+        "test_images": scored["test_images"],
         "test_acc_float32": scored["test_acc_float32"],
         "test_acc_float32_flip_tta": scored["test_acc_float32_flip_tta"],
         "scored_on": scored["scored_on"],
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         record = rescore(path, args.data_dir, args.workers, args.trained_on)
         score = record["rescored"]["official"]
         print(
-            f"{path.stem}: {score['test_acc_float32']:.2%} on the 10,000 official test images "
+            f"{path.stem}: {score['test_acc_float32']:.2%} on the {score['test_images']:,} official test images "
             f"({score['test_acc_float32_flip_tta']:.2%} with flip TTA), float32 on {score['scored_on']}; "
             f"recorded {record['final_test_acc']:.2%} on {record.get('test_images')} test images of "
             f"{record.get('data', {}).get('test', '?')}"
