@@ -42,17 +42,20 @@ imports: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests --ignore=tests/html
 
+# nbval's per-cell limit is the book build's (_config.yml, execute.timeout): the live training cell is the longest.
+NBVAL := $(BIN)/pytest --nbval --nbval-cell-timeout=3600
+
 # The chapters run as a reader without a GPU gets them: the training chapter trains the cpu profile live (into
 # book/runs/cpu, which notebooks-unpublished and book-strict then reuse instead of training again), the others
 # explain the published weights in results/weights/.
 notebooks: $(STAMP)
-	$(BIN)/pytest --nbval book/
+	$(NBVAL) book/
 
 # The chapters that use a trained network, as a reader gets them where no weights are published (an empty results
 # folder): they fall back to the profile's run, trained here.
 notebooks-unpublished: $(STAMP)
 	mkdir -p _build/no-results
-	EVA9_RESULTS_DIR=$(CURDIR)/_build/no-results $(BIN)/pytest --nbval book/intro.ipynb book/training.ipynb \
+	EVA9_RESULTS_DIR=$(CURDIR)/_build/no-results $(NBVAL) book/intro.ipynb book/training.ipynb \
 	  book/gradcam.ipynb book/errors.ipynb book/results.ipynb
 
 pairing: $(STAMP)
