@@ -8,9 +8,9 @@ What the training chapter trains live without a GPU. Trains into a temporary run
 included, ``cpu_seconds`` the CPU time this process (the training loop's threads) spent meanwhile, and the load
 average after the run: on a machine shared with other jobs, wall time overstates what a quiet machine needs
 (and CPU time is inflated too, by threads that wait on each other), so measure on a quiet machine. The aims
-(issue 19) are at least 30 % test accuracy on 100 test images per class, at least three points on each curve, and at most 3 minutes of training on a 2-core CPU. Writes
-``benchmarks/results/cpu_profile.json`` (or ``--out DIR``); ``run(changes)`` tries other settings of the
-profile (a trial, not the profile).
+(issue 19) are at least 30 % test accuracy on 100 test images per class, at least three points on each curve,
+and at most 3 minutes of training on a 2-core CPU. Writes ``benchmarks/results/cpu_profile.json`` (or ``--out
+DIR``); ``run(changes)`` tries other settings of the profile (a trial, not the profile).
 """
 
 from __future__ import annotations
