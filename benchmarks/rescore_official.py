@@ -1,7 +1,7 @@
 """Re-score every recorded run's published weights on the official CIFAR-10 test images and record the scores.
 
     python benchmarks/rescore_official.py --data-dir ../shared/cifar10 [--results results] [--workers N]
-                                          [--trained-on jpeg75]
+                                          [--trained-on jpeg75] [--only NAME ...] [--again]
 
 The folder must be torchvision's ``cifar-10-batches-py`` layout (the official, lossless images); an image-folder
 copy is refused. Each record's float16 weights are loaded into a fresh float32 ResNet18 on the CPU and score all
@@ -9,7 +9,8 @@ copy is refused. Each record's float16 weights are loaded into a fresh float32 R
 into the record's ``rescored["official"]`` beside its own numbers, which are left as they are, through
 ``eva9.results.update_record``, and ``results/index.json`` is rewritten. ``--trained-on`` also states, for records
 that do not say it yet, which copy they were trained and tested on (``data``): the three runs recorded before the
-official images were here were trained and tested on the JPEG-75 image-folder copy.
+official images were here were trained and tested on the JPEG-75 image-folder copy. A record whose weights were
+scored already is skipped (``--again`` scores it anew), so an interrupted call can be repeated.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the copy that records without a 'data' field were trained and tested on",
     )
+    parser.add_argument(
+        "--only", action="append", metavar="NAME", help="score only this record, in the order given (repeatable)"
+    )
+    parser.add_argument("--again", action="store_true", help="also score records that were scored already")
     args = parser.parse_args(argv)
     if copy_kind(args.data_dir) != "official":
         print(
@@ -70,7 +75,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    for path in record_paths(args.results):
+    paths = {path.stem: path for path in record_paths(args.results)}
+    unknown = sorted(set(args.only or []) - set(paths))
+    if unknown:
+        print(f"rescore_official.py: no record called {', '.join(unknown)} in {args.results}", file=sys.stderr)
+        return 1
+    for name in args.only or sorted(paths):
+        path = paths[name]
+        record = load_run_file(path)
+        done = record.get("rescored", {}).get("official", {}).get("weights_sha256") == record["weights"]["sha256"]
+        if done and not args.again:
+            print(f"{path.stem}: already scored on the official test images (--again scores it anew)")
+            continue
         record = rescore(path, args.data_dir, args.workers, args.trained_on)
         score = record["rescored"]["official"]
         print(

@@ -262,6 +262,9 @@ def test_rescoring_on_the_official_images_adds_scores_beside_the_record_and_name
     index = json.loads((tmp_path / "results" / "index.json").read_text())
     assert index["records"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()  # kept in step
     assert "on the 10 official test images" in capsys.readouterr().out
+    scored = path.read_bytes()
+    assert rescore.main(["--data-dir", str(official), "--results", str(tmp_path / "results"), "--workers", "0"]) == 0
+    assert "already scored" in capsys.readouterr().out and path.read_bytes() == scored  # weights scored once
 
 
 def test_rescoring_refuses_an_image_folder_copy(make_image_folder, tmp_path, capsys):
