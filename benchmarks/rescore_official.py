@@ -1,7 +1,7 @@
 """Re-score every recorded run's published weights on the official CIFAR-10 test images and record the scores.
 
     python benchmarks/rescore_official.py --data-dir ../shared/cifar10 [--results results] [--workers N]
-                                          [--trained-on jpeg75] [--only NAME ...] [--again]
+                                          [--trained-on jpeg75] [--only NAME ...] [--again] [--data-only]
 
 The folder must be torchvision's ``cifar-10-batches-py`` layout (the official, lossless images); an image-folder
 copy is refused. Each record's float16 weights are loaded into a fresh float32 ResNet18 on the CPU and score all
@@ -10,7 +10,8 @@ into the record's ``rescored["official"]`` beside its own numbers, which are lef
 ``eva9.results.update_record``, and ``results/index.json`` is rewritten. ``--trained-on`` also states, for records
 that do not say it yet, which copy they were trained and tested on (``data``): the three runs recorded before the
 official images were here were trained and tested on the JPEG-75 image-folder copy. A record whose weights were
-scored already is skipped (``--again`` scores it anew), so an interrupted call can be repeated.
+scored already is skipped (``--again`` scores it anew), so an interrupted call can be repeated; ``--data-only``
+only writes ``data`` (from ``--trained-on``) into the records that lack it.
 """
 
 from __future__ import annotations
@@ -67,8 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", action="append", metavar="NAME", help="score only this record, in the order given (repeatable)"
     )
+    parser.add_argument(
+        "--data-only",
+        action="store_true",
+        help="only state --trained-on in the records that lack 'data'; score nothing",
+    )
     parser.add_argument("--again", action="store_true", help="also score records that were scored already")
     args = parser.parse_args(argv)
+    if args.data_only:
+        if args.trained_on is None:
+            parser.error("--data-only needs --trained-on")
+        for path in record_paths(args.results):
+            if "data" not in load_run_file(path):
+                update_record(path, {"data": {"train": args.trained_on, "test": args.trained_on}})
+                print(f"{path.stem}: trained and tested on {args.trained_on}")
+        write_index(args.results)
+        return 0
     if copy_kind(args.data_dir) != "official":
         print(
             f"rescore_official.py: {args.data_dir} is not a cifar-10-batches-py copy of the official images",

@@ -278,10 +278,13 @@ def test_data_table_names_each_runs_copies_and_its_score_on_the_official_images(
     assert results.data_description(run).startswith("trained and tested on a JPEG copy at quality 75")
 
 
-def test_every_recorded_run_says_which_copy_it_was_trained_and_tested_on_and_its_official_score():
-    runs = results.load_recorded_runs(results.RESULTS_DIR)
-    assert runs
-    for run in runs:
+def test_every_recorded_run_says_which_copy_it_was_trained_and_tested_on_and_seeds_official_score():
+    runs = {run["name"]: run for run in results.load_recorded_runs(results.RESULTS_DIR)}
+    assert "seed" in runs
+    for run in runs.values():
         assert run["data"]["train"] in results.DATA_SOURCES and run["data"]["test"] in results.DATA_SOURCES
-        official = run["rescored"]["official"]
-        assert official["test_images"] == 10_000 and official["scored_on"] == "cpu"
+        for score in run.get("rescored", {}).values():
+            assert score["weights_sha256"] == run["weights"]["sha256"]  # the published weights, not others
+    official = runs["seed"]["rescored"]["official"]
+    assert official["test_images"] == 10_000 and official["scored_on"] == "cpu"
+    assert official["weights_sha256"] == runs["seed"]["weights"]["sha256"]
