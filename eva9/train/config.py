@@ -232,8 +232,8 @@ def profile(name: str | None = None, **overrides: Any) -> TrainConfig:
       smoothing 0.1) for 4 epochs on 200 training images per class (2,000), tested after each epoch on 100 per class
       (1,000): the run the book trains live without a GPU, a few minutes on a 2-core CPU, which shows a network
       learning (four points per curve, well above chance) rather than a result. Batches of 64 give 31 steps an
-      epoch, and the peak lr is the usual 0.1 at batch 128 scaled linearly to 0.05: ``fast``'s 0.2 at this batch
-      size left the network at chance after its first epoch in a trial (``benchmarks/README.md``).
+      epoch, and the peak lr is the usual 0.1 at batch 128 scaled linearly to 0.05 (``fast``'s 0.2 is meant for
+      batch 512; a first trial with it was stopped after one epoch, see ``benchmarks/README.md``).
     - ``smoke``: one epoch on 50 training and 25 test images per class (500 / 250) at batch 50 with the seed's
       optimizer: a plumbing check that finishes in about a minute on a 2-core CPU, not a result.
     """
