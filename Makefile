@@ -42,16 +42,20 @@ imports: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests --ignore=tests/html
 
-# The chapters run as a reader without a GPU gets them: the training chapter trains smoke live, the others explain
-# the published weights in results/weights/ (set EVA9_PROFILE=smoke to check the mode without published weights).
+# nbval's per-cell limit is the book build's (_config.yml, execute.timeout): the live training cell is the longest.
+NBVAL := $(BIN)/pytest --nbval --nbval-cell-timeout=3600
+
+# The chapters run as a reader without a GPU gets them: the training chapter trains the cpu profile live (into
+# book/runs/cpu, which notebooks-unpublished and book-strict then reuse instead of training again), the others
+# explain the published weights in results/weights/.
 notebooks: $(STAMP)
-	$(BIN)/pytest --nbval book/
+	$(NBVAL) book/
 
 # The chapters that use a trained network, as a reader gets them where no weights are published (an empty results
 # folder and an empty hub cache, so that no copy of the weights is at hand): they fall back to the profile's run.
 notebooks-unpublished: $(STAMP)
 	mkdir -p _build/no-results _build/no-results-torch
-	EVA9_RESULTS_DIR=$(CURDIR)/_build/no-results TORCH_HOME=$(CURDIR)/_build/no-results-torch $(BIN)/pytest --nbval book/intro.ipynb book/training.ipynb \
+	EVA9_RESULTS_DIR=$(CURDIR)/_build/no-results TORCH_HOME=$(CURDIR)/_build/no-results-torch $(NBVAL) book/intro.ipynb book/training.ipynb \
 	  book/gradcam.ipynb book/errors.ipynb book/results.ipynb
 
 pairing: $(STAMP)
@@ -74,7 +78,7 @@ chromium:
 	  echo "Installing Debian's chromium and chromium-driver for the browser check"; \
 	  apt-get update -q && apt-get install -y -q chromium chromium-driver; }
 
-# Lint, format and type checks (ruff and mypy; settings in pyproject.toml).
+# Lint, format and type checks (ruff and mypy; settings in pyproject.toml); the first step of `make test`.
 lint: $(STAMP)
 	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . || status=1; $(BIN)/mypy || status=1; exit $$status
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from eva9.analysis import SHORT_NAMES, reliability_table
-from eva9.data import default_workers, test_loader
+from eva9.data import copy_kind, default_workers, test_loader
 from eva9.files import write_atomic
 from eva9.results import (
     SCHEMA_VERSION,
@@ -43,7 +43,7 @@ from eva9.results import (
     validate_run,
     write_listings,
 )
-from eva9.train import History, RunFolder, TrainConfig, build_model, evaluate, fit, predict, profile
+from eva9.train import History, RunFolder, TrainConfig, build_model, fit, predict, profile
 from eva9.utils import pick_device
 
 RELOAD_TOLERANCE = 0.001
@@ -94,15 +94,18 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
         seed=config.seed,
         device=device,
     )
-    _, accuracy = evaluate(model, loader)
-    _, accuracy_tta = evaluate(model, loader, tta=True)
-    scored = predict(model, loader)
-    calibration = reliability_table(scored.logits.softmax(dim=1), scored.labels, bins=CALIBRATION_BINS)
+    plain = predict(model, loader)
+    mirrored = predict(model, ((images.flip(-1), labels) for images, labels in loader))
+    tta_preds = ((plain.logits + mirrored.logits) / 2).argmax(1)  # predict(tta=True)'s logits, from the same passes
+    accuracy = float((plain.preds == plain.labels).double().mean())
+    accuracy_tta = float((tta_preds == plain.labels).double().mean())
+    calibration = reliability_table(plain.logits.softmax(dim=1), plain.labels, bins=CALIBRATION_BINS)
     return {
         "file": path.name,
         "sha256": sha256_of(path),
         "dtype": "float16",
         "scored_on": str(device),
+        "test_images": len(loader.dataset),
         "test_acc_float32": accuracy,
         "test_acc_float32_flip_tta": accuracy_tta,
         "matches_record": abs(accuracy - recorded_test_acc) <= RELOAD_TOLERANCE,
@@ -111,10 +114,18 @@ def check_published_weights(path: Path, config: TrainConfig, recorded_test_acc: 
     }
 
 
-def build_record(config: dict, history: History, metrics: dict, invocation_seconds: float, resumed: bool) -> dict:
+def build_record(
+    config: dict,
+    history: History,
+    metrics: dict,
+    invocation_seconds: float,
+    resumed: bool,
+    data: str | None = None,
+) -> dict:
     """The recorded-run dict (see ``eva9.results``) from a finished run's config, history and metrics.json.
 
     ``wall_seconds`` is summed from the history (every epoch the run ever trained), not taken from the invocation.
+    ``data`` names the copy of CIFAR-10 the run was trained and tested on (a key of ``eva9.results.DATA_SOURCES``).
     """
     first, seconds = epochs_to_target(history.epochs, TARGET_ACCURACY)
     record = {
@@ -142,6 +153,8 @@ def build_record(config: dict, history: History, metrics: dict, invocation_secon
         "class_accuracy": [metrics["class_accuracy"][name] for name in SHORT_NAMES],
         "confusion_matrix": metrics["confusion_matrix"],
     }
+    if data is not None:
+        record["data"] = {"train": data, "test": data}
     return validate_run(record, f"record of profile {config['profile']!r}")
 
 
@@ -178,7 +191,7 @@ def record_profile(
     invocation_seconds = time.perf_counter() - start
     folder = RunFolder(run_dir)
     metrics = folder.metrics()
-    record = build_record(config.to_dict(), history, metrics, invocation_seconds, resumed)
+    record = build_record(config.to_dict(), history, metrics, invocation_seconds, resumed, copy_kind(config.data_dir))
     out = Path(out)
     weights = save_weights(
         folder.model_state(),

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from full_runs import build_record, check_published_weights  # noqa: E402
 
 from eva9.files import write_atomic  # noqa: E402
-from eva9.results import save_weights, sha256_of, write_listings  # noqa: E402
+from eva9.results import DATA_SOURCES, save_weights, sha256_of, write_listings  # noqa: E402
 from eva9.train import History, TrainConfig  # noqa: E402
 
 
@@ -42,6 +42,7 @@ def publish(
     workers: int | None,
     note: str | None,
     data_dir: str | None,
+    data: str | None = None,
 ) -> dict:
     """Write ``out/<name>.json`` and ``out/weights/...`` for the run in ``run_dir``; return the record."""
     record_path = out / f"{name}.json"
@@ -51,7 +52,7 @@ def publish(
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     history = History.load(run_dir)
     train_seconds = sum(float(row["seconds"]) for row in history.epochs)
-    record = build_record(config, history, metrics, train_seconds, resumed=False)
+    record = build_record(config, history, metrics, train_seconds, resumed=False, data=data)
     record.update(date=date, machine={"description": machine}, commit=commit, loader_workers=workers)
     if note:
         record["note"] = note
@@ -86,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="the loader workers it used")
     parser.add_argument("--note", default=None, help="one line on what the run is")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 folder to score on (default: $EVA9_DATA_DIR)")
+    parser.add_argument(
+        "--data",
+        choices=sorted(DATA_SOURCES),
+        default=None,
+        help="the copy of CIFAR-10 the run was trained and tested on (recorded as the record's 'data')",
+    )
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             args.workers,
             args.note,
             args.data_dir,
+            args.data,
         )
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"publish_run.py: {error}", file=sys.stderr)

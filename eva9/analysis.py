@@ -15,6 +15,8 @@ from .metrics import _as_long_tensor, class_accuracy, confusion_matrix
 
 __all__ = [
     "SHORT_NAMES",
+    "JpegEffect",
+    "jpeg_effect",
     "Mistakes",
     "ReliabilityTable",
     "class_accuracy",
@@ -204,3 +206,38 @@ def within_group_share(cm, groups: Sequence) -> GroupShare:
     outer = np.outer(wrong.sum(axis=1), wrong.sum(axis=0))  # r_i · c_j
     expected = outer[same].sum() / outer[off].sum()  # > 0: a mistake in cell (i, j) makes r_i, c_j > 0
     return GroupShare(int(round(mistakes)), float(wrong[same].sum() / mistakes), float(expected))
+
+
+class JpegEffect(NamedTuple):
+    """What re-encoding test images as JPEG does: to the pixels, and to a model's accuracy."""
+
+    images: int
+    quality: int
+    pixel_difference: float
+    """Mean absolute difference from the originals, grey levels (0..255) per pixel and channel."""
+    accuracy: float
+    """The model's accuracy on the original images."""
+    accuracy_jpeg: float
+    """Its accuracy on their JPEG re-encoding."""
+
+
+def jpeg_effect(model: nn.Module, dataset, quality: int = 75, batch_size: int = 200) -> JpegEffect:
+    """Re-encode ``dataset`` (a CIFAR10Dataset) as JPEG at ``quality``; the pixel difference and the model's
+    accuracy (float32, test pipeline) on the originals and on the re-encoding."""
+    from torch.utils.data import DataLoader
+
+    from eva9.data import jpeg_copy, pixel_difference
+    from eva9.train.loop import predict
+    from eva9.transforms import test_transforms
+
+    original = dataset.subset(range(len(dataset)))  # a copy whose transform can be set
+    original.transform = test_transforms()
+    encoded = jpeg_copy(original, quality)
+
+    def accuracy(images) -> float:
+        out = predict(model, DataLoader(images, batch_size=batch_size, shuffle=False))
+        return float((out.preds == out.labels).float().mean())
+
+    return JpegEffect(
+        len(original), quality, pixel_difference(original, encoded), accuracy(original), accuracy(encoded)
+    )

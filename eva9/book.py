@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import data, models, results, train, weights
+from . import analysis, data, models, results, train, weights
 from .utils import pick_device
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "trained_network",
     "test_loader",
     "class_samples",
+    "class_accuracy_table",
 ]
 
 REPOSITORY_URL = f"https://github.com/{weights.REPOSITORY}"
@@ -88,10 +89,14 @@ def _has_accelerator() -> bool:
 
 
 def profile_name() -> str:
-    """``$EVA9_PROFILE`` if set, else ``seed`` with a GPU and ``smoke`` without one (saying so in one line)."""
+    """``$EVA9_PROFILE`` if set, else ``seed`` with a GPU and ``cpu`` without one (saying so in one line)."""
     name, _ = train.affordable_profile(_has_accelerator())
-    if name == "smoke" and not os.environ.get(train.ENV_PROFILE, "").strip():
-        print("No GPU here: training uses the smoke profile (500 images), far from a full run.")
+    if name == "cpu" and not os.environ.get(train.ENV_PROFILE, "").strip():
+        cpu = train.profile("cpu")
+        print(
+            f"No GPU here: training uses the cpu profile ({cpu.epochs} epochs on {cpu.train_size:,} images, a few "
+            "minutes), far from a full run."
+        )
     return name
 
 
@@ -184,12 +189,35 @@ def trained_network(quiet: bool = False) -> Network:
     if not quiet:
         print(
             textwrap.fill(
-                f"Using the published weights {entry.describe()}, evaluated here on "
-                f"{_test_images(config)}. Set EVA9_PROFILE to use a run trained here.",
+                f"Using the published weights {entry.describe()}, {results.data_description(record)}; "
+                f"evaluated here on {_test_images(config)} of {_copy_in_use()}. Set EVA9_PROFILE to use a run "
+                "trained here.",
                 88,
             )
         )
     return Network(model, config, train.History.from_dict(record["history"]), True, entry.name)
+
+
+def _copy_in_use() -> str:
+    return "the official images" if data.copy_kind() == "official" else "the image-folder copy in use"
+
+
+def class_accuracy_table(config: train.TrainConfig) -> results.Table:
+    """Per-class test accuracy (%) of the published network (if any) and of the run of ``config`` trained here,
+    each on the test images this machine evaluates it on: one labelled column each, then the overall accuracy."""
+    network = trained_network(quiet=True)
+    run = trained_run(config)
+    columns = {f"run trained here ({config.profile}), {_test_images(config)}": (run.model, config)}
+    if network.published:
+        columns = {f"published '{network.name}', {_test_images(network.config)}": network[:2], **columns}
+    table = results.Table(["class (test accuracy, %)"], [[name] for name in analysis.SHORT_NAMES] + [["overall"]])
+    for label, (model, model_config) in columns.items():
+        out = train.predict(model, test_loader(model_config))
+        accuracy = list(analysis.class_accuracy(out.preds, out.labels)) + [(out.preds == out.labels).float().mean()]
+        table.columns.append(label)
+        for row, value in zip(table.rows, accuracy):
+            row.append(round(100 * float(value), 1))
+    return table
 
 
 def test_loader(config: train.TrainConfig) -> DataLoader:

@@ -156,3 +156,18 @@ def test_misclassified_refuses_an_empty_loader_and_a_negative_limit():
         misclassified(LogitsInImage(), [], limit=3)
     with pytest.raises(ValueError, match="limit"):
         misclassified(LogitsInImage(), logit_batches()[2], limit=-1)
+
+
+def test_jpeg_effect_scores_the_originals_and_their_jpeg_copy_and_leaves_the_dataset_alone(make_batches_folder):
+    from eva9 import analysis, data
+
+    class AlwaysCat(torch.nn.Module):
+        def forward(self, images):
+            return torch.nn.functional.one_hot(torch.full((len(images),), 3), 10).float()
+
+    test = data.cifar10("test", root=make_batches_folder().parent)  # 10 images, one per class
+    effect = analysis.jpeg_effect(AlwaysCat(), test, quality=75, batch_size=4)
+    assert (effect.images, effect.quality) == (10, 75)
+    assert effect.accuracy == effect.accuracy_jpeg == pytest.approx(0.1)  # one cat among ten classes
+    assert effect.pixel_difference == pytest.approx(data.pixel_difference(test, data.jpeg_copy(test, 75)))
+    assert effect.pixel_difference > 0 and test.transform is None

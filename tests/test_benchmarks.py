@@ -266,3 +266,47 @@ def test_readme_latest_numbers_are_the_recorded_json():
     readme = (BENCHMARKS / "README.md").read_text(encoding="utf-8")
     for line in bench("report").markdown().splitlines():
         assert line in readme, f"benchmarks/README.md lacks {line!r}; paste `python benchmarks/report.py` again"
+
+
+def test_rescoring_on_the_official_images_adds_scores_beside_the_record_and_names_its_data(
+    tmp_path, make_batches_folder, capsys
+):
+    from eva9.results import load_recorded_runs
+
+    full_runs, rescore = bench("full_runs"), bench("rescore_official")
+    official = make_batches_folder(tmp_path / "official").parent
+    options = dict(epochs=1, data_dir=str(official), quiet=True, train_per_class=1, batch_size=5, workers=0)
+    record = full_runs.record_profile("smoke", tmp_path / "results", tmp_path / "runs", test_per_class=1, **options)
+    assert record["data"] == {"train": "official", "test": "official"}  # full_runs names the copy it used
+    path = tmp_path / "results" / "smoke.json"
+    before = json.loads(path.read_text())
+    assert rescore.main(["--data-dir", str(official), "--results", str(tmp_path / "results"), "--workers", "0"]) == 0
+    [run] = load_recorded_runs(tmp_path / "results")
+    score = run["rescored"]["official"]
+    assert score["test_images"] == 10 and score["scored_on"] == "cpu"  # every test image of the copy
+    assert score["test_acc_float32"] == record["weights"]["test_acc_float32"]  # the same 10 images, the same weights
+    assert {key: value for key, value in run.items() if key not in ("rescored", "path", "name")} == before
+    index = json.loads((tmp_path / "results" / "index.json").read_text())
+    assert index["records"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()  # kept in step
+    assert "on the 10 official test images" in capsys.readouterr().out
+    scored = path.read_bytes()
+    assert rescore.main(["--data-dir", str(official), "--results", str(tmp_path / "results"), "--workers", "0"]) == 0
+    assert "already scored" in capsys.readouterr().out and path.read_bytes() == scored  # weights scored once
+
+
+def test_rescoring_refuses_an_image_folder_copy(make_image_folder, tmp_path, capsys):
+    folders = make_image_folder()
+    assert bench("rescore_official").main(["--data-dir", str(folders), "--results", str(tmp_path)]) == 1
+    assert "not a cifar-10-batches-py copy" in capsys.readouterr().err
+
+
+def test_the_cpu_profile_benchmark_records_each_epoch_and_its_aims(make_batches_folder, tmp_path):
+    module = bench("bench_cpu_profile")
+    root = make_batches_folder().parent
+    changes = {"train_per_class": 1, "test_per_class": 1, "batch_size": 5, "epochs": 3, "workers": 0}
+    module.run(changes, str(root), tmp_path)
+    record = check_record(tmp_path / "cpu_profile.json", "cpu_profile")
+    assert [row["epoch"] for row in record["epochs"]] == [1, 2, 3]
+    assert record["settings"]["config"]["profile"] == "cpu" and record["settings"]["changes"] == changes
+    assert record["train_seconds"] == pytest.approx(sum(row["seconds"] for row in record["epochs"]))
+    assert record["cpu_seconds"] > 0 and record["meets_aims"] is (record["final_test_acc"] >= 0.30)

@@ -53,11 +53,11 @@ def test_run_folders_are_named_by_profile_and_by_epochs_only_when_they_differ():
     assert book.run_dir(profile("fast", epochs=30)) == Path("runs") / "fast"
 
 
-def test_the_profile_in_force_is_the_environments_else_smoke_without_a_gpu(monkeypatch, capsys):
+def test_the_profile_in_force_is_the_environments_else_cpu_without_a_gpu(monkeypatch, capsys):
     monkeypatch.setenv(ENV_PROFILE, "fast")
     assert book.profile_name() == "fast"
     monkeypatch.delenv(ENV_PROFILE)
     monkeypatch.setattr(book, "_has_accelerator", lambda: False)
-    assert book.profile_name() == "smoke" and "No GPU here" in capsys.readouterr().out
+    assert book.profile_name() == "cpu" and "No GPU here" in capsys.readouterr().out
     monkeypatch.setattr(book, "_has_accelerator", lambda: True)
     assert book.profile_name() == "seed"

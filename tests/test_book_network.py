@@ -85,4 +85,26 @@ def test_without_published_weights_the_book_trains_as_before(with_configs, fake_
         path.unlink()
     assert weights.preferred() is None and book.published_weights() is None
     network = book.trained_network(quiet=True)
-    assert not network.published and fake_training == ["smoke"]  # no GPU: the smoke profile
+    assert not network.published and fake_training == ["cpu"]  # no GPU: the cpu profile
+
+
+def test_the_class_table_puts_the_published_network_beside_the_run_trained_here(with_configs, monkeypatch):
+    """Two labelled columns, each counted over the test images: identical images get one class right."""
+
+    class AlwaysCat(torch.nn.Module):
+        def forward(self, images):
+            return torch.nn.functional.one_hot(torch.full((len(images),), 3), 10).float()
+
+    monkeypatch.delenv(train.ENV_PROFILE, raising=False)
+    monkeypatch.setattr(book, "pick_device", lambda *a: torch.device("cpu"))
+    labels = torch.arange(20) % 10
+    monkeypatch.setattr(book, "test_loader", lambda config: [(torch.zeros(20, 3, 32, 32), labels)])
+    history = train.History.from_dict({"epochs": []})
+    monkeypatch.setattr(book, "trained_run", lambda config: train.Run(AlwaysCat(), config, history))
+    table = book.class_accuracy_table(train.profile("cpu"))
+    assert table.columns[1].startswith("published 'seed', 1,000 test images")
+    assert table.columns[2] == "run trained here (cpu), 1,000 test images (100 per class)"
+    assert [row[0] for row in table.rows] == [*book.analysis.SHORT_NAMES, "overall"]
+    assert [row[2] for row in table.rows] == [0.0, 0.0, 0.0, 100.0, 0, 0, 0, 0, 0, 0, 10.0]
+    published_column = [row[1] for row in table.rows]
+    assert sorted(published_column[:10]) == [0.0] * 9 + [100.0] and published_column[10] == 10.0

@@ -394,3 +394,44 @@ def test_epoch_sampler_order_and_seeds_depend_on_seed_and_epoch_only():
     assert list(again) == second, "set_epoch(1) on a new sampler (a resumed run) gives epoch 1 again"
     assert list(data.EpochSampler(50, seed=4)) != first
     assert dict(first) != dict(second), "each epoch gives every image a new augmentation seed"
+
+
+def test_a_copy_holding_both_layouts_is_read_from_its_batches(make_batches_folder, make_image_folder, tmp_path):
+    root = tmp_path / "both"
+    make_batches_folder(root)
+    make_image_folder(root, suffix=".jpg")
+    test = cifar10("test", root=root)
+    assert len(test) == 10 and not isinstance(test.images, data.ImageFiles)
+    assert data.copy_kind(root) == "official"
+    assert data.copy_kind(make_image_folder(tmp_path / "folders-only")) == "image-folder"
+
+
+def test_a_jpeg_copy_keeps_labels_and_moves_pixels_by_a_few_grey_levels(make_batches_folder):
+    test = cifar10("test", root=make_batches_folder().parent)
+    ramp = 4 * np.arange(32)[None, :, None] + 2 * np.arange(32)[:, None, None] + np.zeros(3, int)  # smooth, grey
+    test.images = np.stack([np.roll(ramp, i, axis=1) for i in range(len(test))]).astype(np.uint8)
+    for quality, most in ((95, 2.0), (75, 5.0)):
+        encoded = data.jpeg_copy(test, quality)
+        assert encoded.targets == test.targets and encoded.uint8_images().shape == test.uint8_images().shape
+        assert 0 < data.pixel_difference(test, encoded) < most
+    assert data.pixel_difference(test, test) == 0.0
+    assert data.pixel_difference(data.jpeg_copy(test, 95), test) < data.pixel_difference(data.jpeg_copy(test, 10), test)
+    with pytest.raises(ValueError, match="quality"):
+        data.jpeg_copy(test, 0)
+
+
+def test_pixel_difference_is_the_mean_absolute_difference_in_grey_levels(make_batches_folder):
+    test = cifar10("test", root=make_batches_folder().parent)
+    brighter = test.subset(range(len(test)))
+    brighter.images = test.images.copy()
+    brighter.images[:, :, :16] = np.minimum(brighter.images[:, :, :16].astype(int) + 1, 255).astype(np.uint8)
+    assert data.pixel_difference(test, brighter) == pytest.approx(0.5)  # +1 on half the pixels (none is 255)
+
+
+def test_the_real_copy_is_the_official_one_read_losslessly(cifar_root):
+    """The shared copy holds both layouts; eva9 reads its cifar-10-batches-py, whose statistics are the archive's."""
+    train = cifar10("train", root=cifar_root)
+    assert data.copy_kind(cifar_root) == "official" and not isinstance(train.images, data.ImageFiles)
+    mean, std = channel_stats(train)
+    np.testing.assert_allclose(mean, MEAN, atol=5e-4)
+    np.testing.assert_allclose(std, STD, atol=5e-4)

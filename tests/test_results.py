@@ -254,7 +254,78 @@ def test_a_model_card_says_what_the_weights_are_for_their_data_accuracy_calibrat
     assert "*Calibration*: not measured for this record" in card
     assert "32×32" in card and "*Limitations*" in card
     run["weights"]["calibration"] = {"ece": 0.0321, "bins": 15}
-    run["data"] = {"train": "the official CIFAR-10 batches", "test": "the official CIFAR-10 test batch"}
+    run["data"] = {"train": "official", "test": "jpeg75"}
     card = results.model_card(run)
-    assert "3.21% expected calibration error" in card and "train: the official CIFAR-10 batches" in card
-    assert results.manifest_entry(run)["meta"]["data"] == run["data"]  # a record's own "data" flows into the manifest
+    assert "3.21% expected calibration error" in card
+    assert "train: CIFAR-10 train, all 50,000 images, from the official CIFAR-10 images, lossless" in card
+    data = results.manifest_entry(run)["meta"]["data"]  # a record's own "data" flows into the manifest
+    assert data["test"] == f"CIFAR-10 test, 50 per class, from {results.DATA_SOURCES['jpeg75']}"
+
+
+def official_score(accuracy: float = 0.8854, tta: float = 0.8912) -> dict:
+    return {
+        "test_images": 10_000,
+        "test_acc_float32": accuracy,
+        "test_acc_float32_flip_tta": tta,
+        "scored_on": "cpu",
+        "date": "2026-12-01T09:00:00+00:00",
+    }
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"data": {"train": "jpeg75"}}, "data"),
+        ({"data": {"train": "jpeg75", "test": "jpeg-90"}}, "data"),
+        ({"rescored": {"ciFAIR": official_score()}}, "rescored"),
+        ({"rescored": {"official": {"test_acc_float32": 0.9}}}, "rescored"),
+        ({"rescored": {"official": official_score(accuracy=88.5)}}, "rescored"),
+    ],
+)
+def test_a_record_naming_an_unknown_copy_or_a_malformed_rescore_is_rejected(tmp_path, change, field):
+    write(tmp_path, "bad.json", {**synthetic_run(), **change})
+    with pytest.raises(ValueError, match=rf"bad\.json.*{field}"):
+        results.load_recorded_runs(tmp_path)
+
+
+def test_update_record_adds_a_rescore_beside_the_recorded_numbers_and_leaves_them_alone(tmp_path):
+    run = synthetic_run()
+    write(tmp_path, "seed.json", run)
+    path = tmp_path / "seed.json"
+    results.update_record(
+        path, {"data": {"train": "jpeg75", "test": "jpeg75"}, "rescored": {"jpeg75": official_score()}}
+    )
+    updated = results.update_record(path, {"rescored": {"official": official_score()}})
+    on_disk = json.loads(path.read_text())
+    assert on_disk == {
+        **run,
+        "data": {"train": "jpeg75", "test": "jpeg75"},
+        "rescored": {"jpeg75": official_score(), "official": official_score()},
+    }
+    assert updated["final_test_acc"] == run["final_test_acc"] and "path" not in on_disk
+    assert [p.name for p in tmp_path.iterdir()] == ["seed.json"]  # no temporary file left behind
+    with pytest.raises(ValueError, match="rescored"):
+        results.update_record(path, {"rescored": {"official": {"test_acc_float32": 2.0}}})
+    assert json.loads(path.read_text()) == on_disk  # a refused change writes nothing
+
+
+def test_data_table_names_each_runs_copies_and_its_score_on_the_official_images():
+    run = {**synthetic_run(), "data": {"train": "jpeg75", "test": "jpeg75"}, "rescored": {"official": official_score()}}
+    table = results.data_table([run, synthetic_run("fast")])
+    assert table.rows == [
+        ["seed", "jpeg75", "jpeg75", "90.00", "10,000", "88.54", "89.12"],
+        ["fast", "not recorded", "not recorded", "90.00", None, None, None],
+    ]
+    assert results.data_description(run).startswith("trained and tested on a JPEG copy at quality 75")
+
+
+def test_every_recorded_run_says_which_copy_it_was_trained_and_tested_on_and_seeds_official_score():
+    runs = {run["name"]: run for run in results.load_recorded_runs(results.RESULTS_DIR)}
+    assert "seed" in runs
+    for run in runs.values():
+        assert run["data"]["train"] in results.DATA_SOURCES and run["data"]["test"] in results.DATA_SOURCES
+        for score in run.get("rescored", {}).values():
+            assert score["weights_sha256"] == run["weights"]["sha256"]  # the published weights, not others
+    official = runs["seed"]["rescored"]["official"]
+    assert official["test_images"] == 10_000 and official["scored_on"] == "cpu"
+    assert official["weights_sha256"] == runs["seed"]["weights"]["sha256"]

@@ -121,6 +121,15 @@ def test_fast_profile_is_a_one_cycle_recipe_and_smoke_is_500_by_250():
     assert smoke.batch_size <= smoke.train_size
 
 
+def test_cpu_profile_is_the_fast_recipe_for_a_few_epochs_on_a_subset_tested_on_100_images_per_class():
+    cpu, fast = profile("cpu"), profile("fast")
+    recipe = ("schedule", "warmup", "nesterov", "momentum", "weight_decay", "label_smoothing", "model")
+    assert all(getattr(cpu, name) == getattr(fast, name) for name in recipe)
+    assert cpu.lr == pytest.approx(0.1 * cpu.batch_size / 128)  # the usual 0.1 at batch 128, scaled linearly
+    assert 3 <= cpu.epochs < fast.epochs and cpu.test_per_class == 100
+    assert cpu.train_per_class is not None and cpu.train_size < 50_000 and cpu.batch_size < cpu.train_size
+
+
 def test_overrides_and_environment(monkeypatch):
     assert profile("fast", epochs=8, lr=0.1).epochs == 8
     monkeypatch.setenv(ENV_PROFILE, "smoke")
@@ -135,9 +144,9 @@ def test_overrides_and_environment(monkeypatch):
 
 
 def test_unknown_profile_lists_the_choices():
-    with pytest.raises(ValueError, match="seed, fast, smoke"):
+    with pytest.raises(ValueError, match="seed, fast, cpu, smoke"):
         profile("fastest")
-    assert set(PROFILES) == {"seed", "fast", "smoke"}
+    assert set(PROFILES) == {"seed", "fast", "cpu", "smoke"}
 
 
 @pytest.mark.parametrize(

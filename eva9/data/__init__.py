@@ -16,9 +16,18 @@ training set on the training device, augmented there in whole batches); every na
 from __future__ import annotations
 
 from ..constants import CLASSES, MEAN, STD
-from .datasets import DOWNLOAD_DIR, ENV_VAR, CIFAR10Dataset, CIFAR10Error, ImageFiles, cifar10, dataset_root
+from .datasets import DOWNLOAD_DIR, ENV_VAR, CIFAR10Dataset, CIFAR10Error, ImageFiles, cifar10, copy_kind, dataset_root
 from .device_batches import Augmentation, DeviceBatches, augment_batch, augmentation_of, draws_from_seeds
-from .loading import EpochSampler, channel_stats, default_workers, loaders, per_class_subset, test_loader
+from .loading import (
+    EpochSampler,
+    channel_stats,
+    default_workers,
+    jpeg_copy,
+    loaders,
+    per_class_subset,
+    pixel_difference,
+    test_loader,
+)
 
 __all__ = [
     "CLASSES",
@@ -30,8 +39,11 @@ __all__ = [
     "CIFAR10Dataset",
     "ImageFiles",
     "dataset_root",
+    "copy_kind",
     "cifar10",
     "channel_stats",
+    "jpeg_copy",
+    "pixel_difference",
     "per_class_subset",
     "default_workers",
     "EpochSampler",

@@ -27,6 +27,7 @@ __all__ = [
     "CIFAR10Dataset",
     "ImageFiles",
     "dataset_root",
+    "copy_kind",
     "cifar10",
 ]
 
@@ -257,6 +258,15 @@ class _BatchUnpickler(pickle.Unpickler):
 def _read_batch(path: Path) -> Any:
     """A CIFAR-10 batch file through :class:`_BatchUnpickler` (no code from the file runs)."""
     return _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+
+
+def copy_kind(root: str | os.PathLike | None = None) -> str:
+    """Which copy ``root`` (else ``$EVA9_DATA_DIR``) is: ``"official"`` for torchvision's download or a
+    ``cifar-10-batches-py`` folder (the archive's lossless layout), ``"image-folder"`` for image folders."""
+    path = dataset_root(root)
+    if path is None:
+        return "official"
+    return "official" if _detect_layout(path)[0] == "batches" else "image-folder"
 
 
 def _load_batches(folder: Path, split: str) -> tuple[np.ndarray, list[int]]:

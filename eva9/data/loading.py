@@ -18,6 +18,8 @@ from .datasets import CIFAR10Dataset, cifar10, dataset_root
 
 __all__ = [
     "channel_stats",
+    "jpeg_copy",
+    "pixel_difference",
     "per_class_subset",
     "default_workers",
     "EpochSampler",
@@ -88,6 +90,33 @@ def per_class_subset(dataset: Dataset, n_per_class: int, seed: int = 0) -> Datas
     subset = Subset(dataset, indices)
     subset.targets = [int(targets[i]) for i in indices]  # type: ignore[attr-defined]
     return subset
+
+
+def jpeg_copy(dataset: CIFAR10Dataset, quality: int = 75) -> CIFAR10Dataset:
+    """The dataset's images re-encoded as JPEG at ``quality`` by Pillow (colour at half resolution, Pillow's
+    default), with the same labels and transform."""
+    import io
+
+    from PIL import Image
+
+    if not 1 <= quality <= 95:
+        raise ValueError(f"quality must lie in 1..95 (Pillow's useful range), not {quality!r}")
+    images = dataset.uint8_images()
+    encoded = np.empty_like(images)
+    for i, image in enumerate(images):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+        with Image.open(buffer) as decoded:
+            encoded[i] = np.asarray(decoded.convert("RGB"))
+    return CIFAR10Dataset(encoded, dataset.targets, dataset.transform, dataset.classes, dataset.root, dataset.split)
+
+
+def pixel_difference(first: CIFAR10Dataset, second: CIFAR10Dataset) -> float:
+    """Mean absolute difference between the two datasets' images, in grey levels (0..255) per pixel and channel."""
+    a, b = first.uint8_images(), second.uint8_images()
+    if a.shape != b.shape:
+        raise ValueError(f"the datasets hold images of different shapes: {a.shape} and {b.shape}")
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
 # --------------------------------------------------------------------------------------------------- loaders

@@ -18,20 +18,24 @@ from .publishing import (
     write_manifest,
 )
 from .records import (
+    DATA_SOURCES,
     INDEX_FILE,
     REFERENCE_RUN,
     RESULTS_DIR,
     SCHEMA_VERSION,
     TARGET_ACCURACY,
     WEIGHTS_DIR,
+    data_description,
     epochs_to_target,
     load_recorded_runs,
     load_run_file,
     record_paths,
     run_history,
+    update_record,
     validate_run,
+    write_run_file,
 )
-from .tables import SUMMARY_HEADERS, Table, class_accuracy_table, run_summary, summary_table, weights_table
+from .tables import SUMMARY_HEADERS, Table, class_accuracy_table, data_table, run_summary, summary_table, weights_table
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -39,6 +43,7 @@ __all__ = [
     "RESULTS_DIR",
     "WEIGHTS_DIR",
     "REFERENCE_RUN",
+    "DATA_SOURCES",
     "Table",
     "provenance",
     "versions",
@@ -56,6 +61,9 @@ __all__ = [
     "write_listings",
     "model_card",
     "validate_run",
+    "write_run_file",
+    "update_record",
+    "data_description",
     "load_run_file",
     "load_recorded_runs",
     "run_summary",
@@ -63,5 +71,6 @@ __all__ = [
     "summary_table",
     "class_accuracy_table",
     "weights_table",
+    "data_table",
     "run_history",
 ]

