@@ -198,6 +198,7 @@ class Explorer:
     ) -> Explanation:
         """The photo tab: ``upload`` (a file) or else ``sample``, classified, and its maps at ``layers``."""
         try:
+            photo: Image.Image | np.ndarray
             if upload:
                 photo, name = read_photo(upload), Path(upload).name
             elif sample:

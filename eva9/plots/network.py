@@ -7,6 +7,7 @@ block's output shape, stride and shortcut off the modules and the pass; :func:`n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -52,8 +53,11 @@ def network_layout(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 
 
         return hook
 
-    watched = [("stem", model.bn1, False), ("pool", model.linear, True), ("linear", model.linear, False)]
-    watched += [(f"{name}.{i}", block, False) for name, stage in stages for i, block in enumerate(stage)]
+    watched = [
+        (n, model.get_submodule(m), i)
+        for n, m, i in (("stem", "bn1", False), ("pool", "linear", True), ("linear", "linear", False))
+    ]
+    watched += [(f"{name}.{i}", block, False) for name, stage in stages for i, block in enumerate(stage.children())]
     handles = [module.register_forward_hook(record(name, use_input)) for name, module, use_input in watched]
     training = model.training
     try:
@@ -67,8 +71,9 @@ def network_layout(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 
         model.train(training)
     nodes = [Node("input", "input", tuple(input_size)), Node("stem", "stem", shapes["stem"])]
     for name, stage in stages:
-        for i, block in enumerate(stage):
-            stride = block.conv1.stride[0] if hasattr(block, "conv1") else 1
+        for i, block in enumerate(stage.children()):
+            conv1 = getattr(block, "conv1", None)
+            stride = int(conv1.stride[0]) if isinstance(conv1, nn.Conv2d) else 1
             projection = len(getattr(block, "shortcut", ())) > 0
             nodes.append(Node("block", f"{name}.{i}", shapes[f"{name}.{i}"], name, stride, projection))
     nodes += [Node("pool", "avg pool", shapes["pool"]), Node("linear", "linear", shapes["linear"])]
@@ -87,8 +92,8 @@ def _label(node: Node) -> str:
     return f"linear\n{node.shape[0]} scores"
 
 
-_STAGE_TEXT = {"ha": "center", "va": "bottom", "fontsize": 9, "style": "italic"}
-_STRIDE_TEXT = {"ha": "center", "va": "top", "fontsize": 8.5, "color": "tab:red", "zorder": 3}
+_STAGE_TEXT: dict[str, Any] = {"ha": "center", "va": "bottom", "fontsize": 9, "style": "italic"}
+_STRIDE_TEXT: dict[str, Any] = {"ha": "center", "va": "top", "fontsize": 8.5, "color": "tab:red", "zorder": 3}
 _COLOURS = {"input": "#eeeeee", "stem": "#dbe9f6", "block": "#ffffff", "pool": "#e5f2e0", "linear": "#e5f2e0"}
 
 

@@ -54,11 +54,11 @@ def _check_bounds(start: float, end: float, steps: int) -> None:
 
 def _batches(loader) -> Iterator:
     """The loader's batches, epoch after epoch (each pass sets the epoch-seeded sampler's epoch, as fit does)."""
-    sampler = getattr(loader, "sampler", None)
+    set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
     epoch = 0
     while True:
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        if set_epoch is not None:
+            set_epoch(epoch)
         yield from loader
         epoch += 1
 
@@ -117,7 +117,8 @@ def lr_find(
         for step, lr in enumerate(lrs, start=1):
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            images, labels = _to_device(*next(batches), device, _is_channels_last(model))
+            images, labels = next(batches)
+            images, labels = _to_device(images, labels, device, _is_channels_last(model))
             with _autocast(device, parts.amp_dtype):
                 loss = parts.criterion(model(images), labels)
             value = loss.item()
@@ -139,7 +140,7 @@ def lr_find(
             best = min(best, smoothed)
     finally:
         model.load_state_dict(saved_model)
-        model.to(where, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        model.to(where, memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # type: ignore[call-overload]
         model.train(was_training)
         if saved_optimizer is not None:
             optimizer.load_state_dict(saved_optimizer)

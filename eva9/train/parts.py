@@ -37,8 +37,9 @@ def _loaders(config: TrainConfig, device: torch.device):
     if config.augment_on == "device":  # the same images, held on the device and augmented there
         from ..data.device_batches import DeviceBatches
 
-        images, labels = train.dataset.uint8_images(), train.dataset.targets
-        train = DeviceBatches(images, labels, batch_size=config.batch_size, seed=config.seed, device=device)
+        subset: Any = train.dataset  # the loaders' own stratified subset, as a CIFAR10Dataset
+        images, labels = subset.uint8_images(), subset.targets
+        return DeviceBatches(images, labels, batch_size=config.batch_size, seed=config.seed, device=device), test
     return train, test
 
 
