@@ -42,7 +42,7 @@ def run(changes: dict, data_dir: str | None, out: Path | None) -> dict:
     config = profile("cpu", **overrides)
     with tempfile.TemporaryDirectory(prefix="eva9-cpu-profile-") as folder:
         start, cpu_start = time.perf_counter(), time.process_time()
-        history = fit(resnet18(), config, out=Path(folder) / "run", quiet=True)
+        history = fit(config, model=resnet18(), out=Path(folder) / "run", quiet=True).history
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     epochs = history.epochs
     train_seconds = sum(float(row["seconds"]) for row in epochs)

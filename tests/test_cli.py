@@ -220,8 +220,8 @@ def test_train_without_a_profile_makes_the_books_choice_and_says_so(tiny_folder,
     out = tmp_path / "run"
     args = ["--data-dir", str(tiny_folder), "--train-per-class", "1", "--test-per-class", "1", "--batch-size", "5"]
     assert main(["train", *args, "--workers", "0", "--device", "cpu", "--out", str(out)]) == 0
-    assert "no --profile given, so smoke: no GPU here" in capsys.readouterr().out
-    assert json.loads((out / "config.json").read_text())["profile"] == "smoke"
+    assert "no --profile given, so cpu: no GPU here" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["profile"] == "cpu"
 
 
 def test_a_directory_given_as_an_image_says_it_is_a_directory(tmp_path, capsys):
