@@ -298,6 +298,13 @@ def _add_gradcam(parser: argparse.ArgumentParser) -> None:
         help="layers to explain (default: layer1 layer2 layer3 layer4)",
     )
     parser.add_argument(
+        "--method",
+        default="gradcam",
+        metavar="METHOD",
+        help="the CAM method: gradcam (default), gradcam++, xgradcam, hirescam, layercam, eigencam or scorecam "
+        "(slow: one forward pass per channel)",
+    )
+    parser.add_argument(
         "--out",
         default="gradcam.png",
         metavar="FILE",
@@ -307,16 +314,18 @@ def _add_gradcam(parser: argparse.ArgumentParser) -> None:
 
 def _gradcam(args: argparse.Namespace) -> int:
     from .analysis import SHORT_NAMES
-    from .gradcam import GradCAM
+    from .gradcam import CAM, METHODS
     from .photos import photo_batch
     from .plots import gradcam_grid
 
+    if args.method not in METHODS:
+        raise ValueError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"no folder {out.parent} to write {out.name} into")
     images = photo_batch(args.images)
     model, described = _network(args.weights)
-    with GradCAM(model, args.layers) as cam:
+    with CAM(model, args.layers, args.method) as cam:
         maps = cam(images)
     probabilities = maps.logits.softmax(dim=1)
     titles = [
@@ -325,7 +334,7 @@ def _gradcam(args: argparse.Namespace) -> int:
     ]
     gradcam_grid(images, maps, None, titles=titles, path=out)
     print(f"weights {described}\n({_PHOTO_NOTE})")
-    print(f"wrote {out}: GradCAM of the predicted class at {', '.join(maps)} for {len(args.images)} image(s)")
+    print(f"wrote {out}: {args.method} of the predicted class at {', '.join(maps)} for {len(args.images)} image(s)")
     return 0
 
 
