@@ -107,10 +107,12 @@ def test_every_method_agrees_with_the_grad_cam_package_per_image_and_layer(netwo
                 continue
             correlation = np.corrcoef(mine[i].ravel(), theirs[i].ravel())[0, 1]
             assert correlation > 0.99, (name, layer, i, correlation)
+            # grad-cam scales a map to [0, 1] before resizing it, so a peak between the output's pixels ends below 1;
+            # eva9 scales after upsampling (to_input_size), so every map spans [0, 1] at the size it is shown.
+            rescaled = (theirs[i] - theirs[i].min()) / (theirs[i].max() - theirs[i].min())
+            assert np.abs(mine[i] - rescaled).max() < 1e-4, (name, layer, i)
         largest = max(largest, float(np.abs(mine - theirs).max()))
     print(f"{name} {method}: largest |eva9 - grad-cam| {largest:.2e}")
-    # Measured: about 1e-6 for the gradient methods and EigenCAM; ScoreCAM up to a few 1e-2 (see the note below).
-    assert largest < (0.1 if method == "scorecam" else 1e-4)
     assert hook_count(model) == 0
     model.zero_grad(set_to_none=True)  # the package backpropagates into the parameters' .grad; eva9 does not
 

@@ -155,14 +155,19 @@ def test_faithfulness_scores_rank_the_method_that_sees_the_patch_above_the_basel
     scores = faithfulness_scores(PatchReader(), images, ["hirescam", "gradcam"], ["features"], steps=8)
     rows = ["hirescam @ features", "gradcam @ features", "random map", "edge map"]
     assert list(scores.deletion) == rows and list(scores.insertion) == rows
-    assert all(values.shape == (6,) for values in scores.deletion.values())
+    assert all(values.shape == (6,) for values in scores.per_image("deletion").values())
+    torch.testing.assert_close(scores.per_image("insertion")["edge map"], scores.insertion["edge map"].areas)
+    deletion_at, insertion_at = scores.curves_at("features")
+    assert list(deletion_at) == list(insertion_at) == rows
     deletion, insertion = scores.means("deletion"), scores.means("insertion")
     assert deletion["hirescam @ features"] < min(deletion["random map"], deletion["edge map"])
     assert insertion["hirescam @ features"] > max(insertion["random map"], insertion["edge map"])
     assert math.isnan(scores.means("randomization")["random map"])
+    assert scores.best("deletion") == scores.best("insertion") == "hirescam @ features"
+    assert scores.best("randomization") in rows[:2]  # the baselines have no randomisation correlation
     table = scores.table()
     assert table.splitlines()[1].startswith("hirescam @ features") and "6 images, 8 steps" in table
     first, second = scores.subset(slice(0, 3)), scores.subset(slice(3, 6))
-    assert len(first.deletion["edge map"]) == 3
+    assert first.per_image("deletion")["edge map"].shape == (3,) and first.insertion["random map"].targets.shape == (3,)
     assert ranking_agreement(scores, scores) == pytest.approx(1.0)
     assert -1 <= ranking_agreement(first, second, "insertion") <= 1

@@ -36,7 +36,12 @@ def scale_per_image(maps: torch.Tensor) -> torch.Tensor:
 
 
 def to_input_size(cam: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Maps (B, h, w) upsampled bilinearly to ``size`` (None: kept as they are), then scaled per image to [0, 1]."""
+    """Maps (B, h, w) upsampled bilinearly to ``size`` (None: kept as they are), then scaled per image to [0, 1].
+
+    ``grad-cam`` scales before it resizes, so a peak that falls between the output's pixels ends below 1 (its
+    EigenCAM maps of the course network peaked at 0.64-0.75); scaling after upsampling makes every map span
+    [0, 1] at the size it is shown. The two differ by that affine rescaling only.
+    """
     if size is not None and tuple(size) != tuple(cam.shape[-2:]):
         cam = F.interpolate(cam[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
     return scale_per_image(cam)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .checks import _cams_in_batches, map_rank_correlation, randomization_check
-from .curves import deletion_curve, edge_map, insertion_curve, random_map
+from .curves import FaithfulnessCurve, deletion_curve, edge_map, insertion_curve, random_map
 
 __all__ = ["Faithfulness", "faithfulness_scores", "ranking_agreement"]
 
@@ -21,28 +21,59 @@ MEASURES = ("deletion", "insertion", "randomization")
 """The three columns, and which way is better: deletion (lower), insertion (higher), randomisation (lower)."""
 
 
-class Faithfulness(NamedTuple):
-    """Row ("gradcam @ layer4", …, "random map", "edge map") → per image (B,) values of each measure."""
+BASELINES = ("random map", "edge map")
+"""The rows of the two maps every method must beat."""
 
-    deletion: dict[str, torch.Tensor]
-    insertion: dict[str, torch.Tensor]
+
+class Faithfulness(NamedTuple):
+    """Row ("gradcam @ layer4", …, "random map", "edge map") → its deletion and insertion curves over the images,
+    and each image's randomisation correlation (NaN for the baselines, which do not depend on the weights)."""
+
+    deletion: dict[str, FaithfulnessCurve]
+    insertion: dict[str, FaithfulnessCurve]
     randomization: dict[str, torch.Tensor]
     steps: int
 
     def subset(self, index) -> Faithfulness:
         """The same scores for some of the images (a slice or an index tensor)."""
-        pick = {name: {row: v[index] for row, v in getattr(self, name).items()} for name in MEASURES}
-        return Faithfulness(**pick, steps=self.steps)
+
+        def part(curve: FaithfulnessCurve) -> FaithfulnessCurve:
+            return curve._replace(probabilities=curve.probabilities[index], targets=curve.targets[index])
+
+        return Faithfulness(
+            {row: part(c) for row, c in self.deletion.items()},
+            {row: part(c) for row, c in self.insertion.items()},
+            {row: v[index] for row, v in self.randomization.items()},
+            self.steps,
+        )
+
+    def per_image(self, measure: str) -> dict[str, torch.Tensor]:
+        """Row → each image's value (B,) of one measure: an area under a curve, or the randomisation correlation."""
+        if measure not in MEASURES:
+            raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+        if measure == "randomization":
+            return dict(self.randomization)
+        return {row: curve.areas for row, curve in getattr(self, measure).items()}
 
     def means(self, measure: str) -> dict[str, float]:
         """Row → the mean of one measure over the images (randomisation: over images whose maps are not empty)."""
-        values = getattr(self, measure)
+        values = self.per_image(measure)
         return {row: float(np.nanmean(v.numpy())) if not v.isnan().all() else math.nan for row, v in values.items()}
+
+    def best(self, measure: str) -> str:
+        """The row with the best mean ``measure``: the lowest deletion area or correlation, the highest insertion."""
+        means = {row: value for row, value in self.means(measure).items() if not math.isnan(value)}
+        return (max if measure == "insertion" else min)(means, key=means.get)
+
+    def curves_at(self, layer: str) -> tuple[dict[str, FaithfulnessCurve], dict[str, FaithfulnessCurve]]:
+        """The deletion and the insertion curves of every method at ``layer``, and of the baselines."""
+        keep = [row for row in self.deletion if row.endswith(f" @ {layer}") or row in BASELINES]
+        return {row: self.deletion[row] for row in keep}, {row: self.insertion[row] for row in keep}
 
     def table(self) -> str:
         """The three means per row as a text table, best (lowest deletion area) first."""
         deletion, insertion, randomization = (self.means(m) for m in MEASURES)
-        images = len(next(iter(self.deletion.values())))
+        images = len(next(iter(self.randomization.values())))
         lines = [
             f"{'map':<20} {'deletion area ↓':>16} {'insertion area ↑':>17} {'randomisation r ↓':>18}"
             f"   ({images} images, {self.steps} steps)"
@@ -67,7 +98,7 @@ def faithfulness_scores(
     correlation (:func:`randomization_check`, every weight re-drawn from ``seed``) of each method at each layer,
     for the class the model predicts, plus the areas of a random map (from ``seed``) and of the Sobel edge map."""
     targets = None
-    scores: dict[str, dict[str, torch.Tensor]] = {name: {} for name in MEASURES}
+    scores: dict[str, dict] = {name: {} for name in MEASURES}
     for method in methods:
         cams = _cams_in_batches(model, images, list(layers), targets, batch_size, method)
         targets = cams.targets.cpu()
@@ -76,7 +107,7 @@ def faithfulness_scores(
             row = f"{method} @ {layer}"
             _score(scores, row, model, images, cams[layer], targets, steps, batch_size)
             scores["randomization"][row] = check.correlations[layer]
-    baselines = {"random map": random_map(tuple(images[:, 0].shape), seed), "edge map": edge_map(images)}
+    baselines = dict(zip(BASELINES, [random_map(tuple(images[:, 0].shape), seed), edge_map(images)]))
     for row, maps in baselines.items():
         _score(scores, row, model, images, maps, targets, steps, batch_size)
         scores["randomization"][row] = torch.full((images.shape[0],), math.nan, dtype=torch.float64)
@@ -85,8 +116,8 @@ def faithfulness_scores(
 
 def _score(scores, row, model, images, maps, targets, steps, batch_size) -> None:
     kwargs = {"targets": targets, "steps": steps, "batch_size": batch_size}
-    scores["deletion"][row] = deletion_curve(model, images, maps, **kwargs).areas
-    scores["insertion"][row] = insertion_curve(model, images, maps, **kwargs).areas
+    scores["deletion"][row] = deletion_curve(model, images, maps, **kwargs)
+    scores["insertion"][row] = insertion_curve(model, images, maps, **kwargs)
 
 
 def ranking_agreement(first: Faithfulness, second: Faithfulness, measure: str = "deletion") -> float:
