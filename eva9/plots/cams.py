@@ -133,7 +133,7 @@ def faithfulness_curves(
     if not deletion or not insertion:
         raise ValueError("give at least one deletion and one insertion curve")
     if axes is None:
-        axes = _Figure(figsize=(WIDTH + 0.5, 3.8), layout="constrained").subplots(1, 2)
+        axes = _Figure(figsize=(WIDTH + 0.5, 5.6), layout="constrained").subplots(1, 2)
     axes = list(np.ravel(axes))
     if len(axes) < 2:
         raise ValueError(f"this figure needs 2 axes, got {len(axes)}")
@@ -152,5 +152,12 @@ def faithfulness_curves(
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=SMALLEST_TEXT)
-        ax.legend(title=better, fontsize=SMALLEST_TEXT, title_fontsize=SMALLEST_TEXT)
+        ax.legend(
+            title=better,
+            fontsize=SMALLEST_TEXT,
+            title_fontsize=SMALLEST_TEXT,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.16),
+            ncol=2,
+        )
     return _finish(fig, path)
