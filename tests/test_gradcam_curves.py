@@ -119,10 +119,13 @@ def test_the_edge_map_follows_a_step_edge_and_is_empty_on_a_flat_image():
     assert edge_map(torch.full((2, 3, 8, 8), 0.3), normalized=False).max() == 0
 
 
-def test_the_random_map_is_uniform_noise_fixed_by_its_seed():
+def test_the_random_map_is_uniform_noise_fixed_by_its_seed_per_pixel_or_in_blobs():
     first, again, other = random_map((2, 5, 6), seed=3), random_map((2, 5, 6), seed=3), random_map((2, 5, 6), seed=4)
     assert first.shape == (2, 5, 6) and torch.equal(first, again) and not torch.equal(first, other)
     assert 0 <= first.min() and first.max() < 1
+    blobs = random_map((2, 8, 8), seed=3, cells=(2, 2))
+    assert blobs.shape == (2, 8, 8) and 0 <= blobs.min() and blobs.max() < 1
+    assert torch.equal(blobs[:, :2, :2], blobs[:, :1, :1].expand(2, 2, 2))  # a cell's corner is flat: blobs
 
 
 def test_steps_round_to_whole_pixels_and_given_targets_are_used():
@@ -153,7 +156,7 @@ def test_faithfulness_scores_rank_the_method_that_sees_the_patch_above_the_basel
     images = 0.1 * torch.randn(6, 3, 8, 8, generator=generator)
     images[..., :4, :4] += 2.0  # a bright patch, which the blurred baseline of the insertion curve smears out
     scores = faithfulness_scores(PatchReader(), images, ["hirescam", "gradcam"], ["features"], steps=8)
-    rows = ["hirescam @ features", "gradcam @ features", "random map", "edge map"]
+    rows = ["hirescam @ features", "gradcam @ features", "random map", "random 4×4 blobs", "edge map"]
     assert list(scores.deletion) == rows and list(scores.insertion) == rows
     assert all(values.shape == (6,) for values in scores.per_image("deletion").values())
     torch.testing.assert_close(scores.per_image("insertion")["edge map"], scores.insertion["edge map"].areas)

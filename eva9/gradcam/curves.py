@@ -65,9 +65,16 @@ def blurred(images: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
     return gaussian_blur(images, kernel_size=2 * math.ceil(2 * sigma) + 1, sigma=sigma)
 
 
-def random_map(shape: tuple[int, int, int], seed: int = 0) -> torch.Tensor:
-    """Maps (B, H, W) of uniform noise drawn from ``seed``: a ranking of the pixels that knows nothing."""
-    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+def random_map(shape: tuple[int, int, int], seed: int = 0, cells: tuple[int, int] | None = None) -> torch.Tensor:
+    """Maps (B, H, W) of uniform noise drawn from ``seed``: a ranking of the pixels that knows nothing.
+
+    ``cells=None``: noise per pixel, so deletion scatters speckle over the image, which hurts a CNN more than
+    removing the object; ``cells=(h, w)``: noise on an h×w grid upsampled bilinearly, blobs of a CAM map's grain.
+    """
+    if cells is None:
+        return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    noise = torch.rand(shape[0], 1, *cells, generator=torch.Generator().manual_seed(seed))
+    return F.interpolate(noise, size=tuple(shape[1:]), mode="bilinear", align_corners=False)[:, 0]
 
 
 def edge_map(images: torch.Tensor, normalized: bool = True) -> torch.Tensor:

@@ -21,7 +21,7 @@ MEASURES = ("deletion", "insertion", "randomization")
 """The three columns, and which way is better: deletion (lower), insertion (higher), randomisation (lower)."""
 
 
-BASELINES = ("random map", "edge map")
+BASELINES = ("random map", "random 4×4 blobs", "edge map")
 """The rows of the two maps every method must beat."""
 
 
@@ -96,7 +96,8 @@ def faithfulness_scores(
 ) -> Faithfulness:
     """Deletion and insertion areas (:func:`deletion_curve`, :func:`insertion_curve`) and the randomisation
     correlation (:func:`randomization_check`, every weight re-drawn from ``seed``) of each method at each layer,
-    for the class the model predicts, plus the areas of a random map (from ``seed``) and of the Sobel edge map."""
+    for the class the model predicts, plus the areas of two random maps (from ``seed``; per pixel, and blobs of a
+    ``layer4`` map's 4×4 grain) and of the Sobel edge map."""
     targets = None
     scores: dict[str, dict] = {name: {} for name in MEASURES}
     for method in methods:
@@ -107,7 +108,8 @@ def faithfulness_scores(
             row = f"{method} @ {layer}"
             _score(scores, row, model, images, cams[layer], targets, steps, batch_size)
             scores["randomization"][row] = check.correlations[layer]
-    baselines = dict(zip(BASELINES, [random_map(tuple(images[:, 0].shape), seed), edge_map(images)]))
+    shape = tuple(images[:, 0].shape)
+    baselines = dict(zip(BASELINES, [random_map(shape, seed), random_map(shape, seed, (4, 4)), edge_map(images)]))
     for row, maps in baselines.items():
         _score(scores, row, model, images, maps, targets, steps, batch_size)
         scores["randomization"][row] = torch.full((images.shape[0],), math.nan, dtype=torch.float64)
