@@ -297,13 +297,8 @@ def _add_gradcam(parser: argparse.ArgumentParser) -> None:
         metavar="LAYER",
         help="layers to explain (default: layer1 layer2 layer3 layer4)",
     )
-    parser.add_argument(
-        "--method",
-        default="gradcam",
-        metavar="METHOD",
-        help="the CAM method: gradcam (default), gradcam++, xgradcam, hirescam, layercam, eigencam or scorecam "
-        "(slow: one forward pass per channel)",
-    )
+    methods = "gradcam (default), gradcam++, xgradcam, hirescam, layercam, eigencam or scorecam (slow)"
+    parser.add_argument("--method", default="gradcam", metavar="METHOD", help=f"the CAM method: {methods}")
     parser.add_argument(
         "--out",
         default="gradcam.png",
