@@ -128,12 +128,12 @@ def faithfulness_curves(
 ) -> Figure:
     """Two panels: the mean deletion and the mean insertion curve of each named map, with its area in the legend.
 
-    Curves named ``"random map"`` or ``"edge map"`` (the baselines) are drawn dashed.
+    Curves named ``"method @ layer"`` are drawn solid, the others (the baselines: random and edge maps) dashed.
     """
     if not deletion or not insertion:
         raise ValueError("give at least one deletion and one insertion curve")
     if axes is None:
-        axes = _Figure(figsize=(WIDTH + 0.5, 5.6), layout="constrained").subplots(1, 2)
+        axes = _Figure(figsize=(WIDTH + 0.5, 6.4), layout="constrained").subplots(1, 2)
     axes = list(np.ravel(axes))
     if len(axes) < 2:
         raise ValueError(f"this figure needs 2 axes, got {len(axes)}")
@@ -144,7 +144,7 @@ def faithfulness_curves(
     ]
     for ax, curves, title, better in panels:
         for name, curve in curves.items():
-            style = "--" if name in ("random map", "edge map") else "-"
+            style = "-" if " @ " in name else "--"
             ax.plot(curve.fractions.numpy(), curve.mean().numpy(), style, label=f"{name} ({curve.area:.3f})")
         ax.set_title(title, fontsize=SMALLEST_TEXT + 2)
         ax.set_xlabel("fraction of pixels replaced" if ax is axes[0] else "fraction of pixels restored", fontsize=9)
@@ -158,6 +158,5 @@ def faithfulness_curves(
             title_fontsize=SMALLEST_TEXT,
             loc="upper center",
             bbox_to_anchor=(0.5, -0.16),
-            ncol=2,
         )
     return _finish(fig, path)
