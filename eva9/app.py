@@ -29,7 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import data, models, weights
 from .analysis import SHORT_NAMES, Mistakes, misclassified
 from .constants import CLASSES
-from .gradcam import CAMResult, GradCAM
+from .gradcam import CAM, METHODS, CAMResult
 from .photos import photo_batch
 from .plots import gradcam_grid
 
@@ -81,15 +81,15 @@ class BadInput(ValueError):
 
 
 def cam_methods() -> tuple[str, ...]:
-    """The class-map methods the app offers (issue 20: ``eva9.gradcam.METHODS`` replaces this tuple)."""
-    return ("gradcam",)
+    """The class-map methods the app offers: every method of :class:`eva9.gradcam.CAM`."""
+    return METHODS
 
 
 def class_maps(model: torch.nn.Module, images: torch.Tensor, layers: Sequence[str], method: str) -> CAMResult:
-    """The maps of ``method`` at ``layers`` (issue 20: ``eva9.gradcam.CAM(model, layers, method=method)`` here)."""
+    """The maps of ``method`` at ``layers``, for the class the network predicts, from one pass."""
     if method not in cam_methods():
         raise BadInput(f"unknown method {method!r}; choose from {', '.join(cam_methods())}")
-    with GradCAM(model, list(layers)) as cam:
+    with CAM(model, list(layers), method=method) as cam:
         return cam(images)
 
 

@@ -362,6 +362,8 @@ def _add_gradcam(parser: argparse.ArgumentParser) -> None:
         metavar="LAYER",
         help="layers to explain (default: layer1 layer2 layer3 layer4)",
     )
+    methods = "gradcam (default), gradcam++, xgradcam, hirescam, layercam, eigencam or scorecam (slow)"
+    parser.add_argument("--method", default="gradcam", metavar="METHOD", help=f"the CAM method: {methods}")
     parser.add_argument(
         "--out",
         default="gradcam.png",
@@ -372,16 +374,18 @@ def _add_gradcam(parser: argparse.ArgumentParser) -> None:
 
 def _gradcam(args: argparse.Namespace) -> int:
     from .analysis import SHORT_NAMES
-    from .gradcam import GradCAM
+    from .gradcam import CAM, METHODS
     from .photos import photo_batch
     from .plots import gradcam_grid
 
+    if args.method not in METHODS:
+        raise ValueError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"no folder {out.parent} to write {out.name} into")
     images = photo_batch(args.images)
     model, described = _network(args.weights)
-    with GradCAM(model, args.layers) as cam:
+    with CAM(model, args.layers, args.method) as cam:
         maps = cam(images)
     probabilities = maps.logits.softmax(dim=1)
     titles = [
@@ -390,7 +394,7 @@ def _gradcam(args: argparse.Namespace) -> int:
     ]
     gradcam_grid(images, maps, None, titles=titles, path=out)
     print(f"weights {described}\n({_PHOTO_NOTE})")
-    print(f"wrote {out}: GradCAM of the predicted class at {', '.join(maps)} for {len(args.images)} image(s)")
+    print(f"wrote {out}: {args.method} of the predicted class at {', '.join(maps)} for {len(args.images)} image(s)")
     return 0
 
 

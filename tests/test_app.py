@@ -129,3 +129,15 @@ def test_the_core_package_and_the_app_module_import_without_gradio():
     script = "import sys; sys.modules['gradio'] = None; import eva9.app, eva9.cli; print(eva9.app.LAYERS[-1])"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "layer4", done.stderr
+
+
+def test_the_app_offers_every_cam_method_and_draws_one_row_per_chosen_method(explorer):
+    from eva9 import gradcam
+
+    assert app.cam_methods() == gradcam.METHODS
+    one = explorer.explain(None, "Chelsea the cat", explorer.default, ["gradcam"], ["layer4"])
+    two = explorer.explain(None, "Chelsea the cat", explorer.default, ["gradcam", "layercam"], ["layer4"])
+    assert abs(one.overlays.size[0] - two.overlays.size[0]) < 0.05 * one.overlays.size[0]  # the image, layer4, the bar
+    assert two.overlays.size[1] > 1.5 * one.overlays.size[1]  # and a second row, LayerCAM's
+    unknown = explorer.explain(None, "Chelsea the cat", explorer.default, ["saliency"], ["layer4"])
+    assert unknown.message.startswith("**Cannot explain this:**") and "saliency" in unknown.message

@@ -61,7 +61,11 @@ def test_gradcam_benchmark_runs(tmp_path):
     module = bench("bench_gradcam")
     module.run(module.TINY, tmp_path)
     record = check_record(tmp_path / "gradcam.json", "gradcam")
-    assert set(record["time_ratio_eva9_to_reference"]) == {"4 layers", "1 layer"}
+    methods = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam"]
+    cases = {f"{method}, 4 layers" for method in methods} | {"gradcam, 1 layer"}
+    assert set(record["time_ratio_eva9_to_reference"]) == set(record["goal"]) == cases
+    assert record["goal"]["layercam, 4 layers"] == "<= 0.35" and record["goal"]["gradcam, 1 layer"] == "<= 1.0"
+    assert "| layercam, 4 layers |" in bench("report").markdown(tmp_path)
 
 
 @pytest.mark.skipif(not list((BENCHMARKS.parent / "results" / "weights").glob("*.pt")), reason="no published weights")

@@ -1,5 +1,4 @@
-"""GradCAM for the course: the maps (:mod:`eva9.cam`, every name re-exported here) and two checks that a map means
-something.
+"""Two checks that a map means something, for every method of :class:`eva9.cam.CAM`.
 
 - The randomisation sanity check (Adebayo et al., 2018): maps of the trained network against those of a copy whose
   weights are random (:func:`randomized_copy`, :func:`randomization_check`), compared by the rank correlation of
@@ -21,33 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cam import (  # noqa: F401 - re-exported, as are the private helpers that eva9.plots and the checks use
-    CAMResult,
-    GradCAM,
-    _as_display_image,
-    _choices,
-    _feature_layer_names,
-    _LayerOutputs,
-    _target_tensor,
-    gradcam_map,
-    overlay,
-    scale_per_image,
-)
+from eva9.cam import CAM, CAMResult, _choices, _LayerOutputs, _target_tensor
 
 __all__ = [
-    "CAMResult",
     "DeletionResult",
-    "GradCAM",
     "RandomizationCheck",
     "deletion_test",
-    "gradcam_map",
     "map_rank_correlation",
-    "overlay",
     "random_blob_mask",
     "random_pixel_mask",
     "randomization_check",
     "randomized_copy",
-    "scale_per_image",
     "top_pixel_mask",
 ]
 
@@ -119,13 +102,15 @@ class RandomizationCheck(NamedTuple):
         }
 
 
-def _cams_in_batches(model: nn.Module, images: torch.Tensor, layers: list[str], targets, batch_size: int) -> CAMResult:
-    """One CAMResult for all images, computed ``batch_size`` images at a time."""
+def _cams_in_batches(
+    model: nn.Module, images: torch.Tensor, layers: list[str], targets, batch_size: int, method: str = "gradcam"
+) -> CAMResult:
+    """One CAMResult of ``method`` for all images, computed ``batch_size`` images at a time."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     wanted = _target_tensor(targets, images.shape[0])
     parts = []
-    with GradCAM(model, layers) as cam:
+    with CAM(model, layers, method) as cam:
         for start in range(0, images.shape[0], batch_size):
             chunk = None if wanted is None else wanted[start : start + batch_size]
             parts.append(cam(images[start : start + batch_size], chunk))
@@ -142,8 +127,10 @@ def randomization_check(
     targets: int | Sequence[int] | torch.Tensor | None = None,
     seed: int = 0,
     batch_size: int = 64,
+    method: str = "gradcam",
 ) -> RandomizationCheck:
-    """How much each layer's GradCAM maps change when the model's weights are randomised (Adebayo et al. 2018).
+    """How much each layer's maps (``method``: one of :data:`eva9.cam.METHODS`) change when the model's weights are
+    randomised (Adebayo et al. 2018).
 
     Maps come from ``model`` and from ``randomized_copy(model, randomize, seed)`` (``randomize=None``: every
     weight) for the same target class, by default the trained model's prediction. A map that explains the
@@ -151,9 +138,9 @@ def randomization_check(
     shows the image or the architecture, not what the network learned.
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
-    trained = _cams_in_batches(model, images, layers, targets, batch_size)
+    trained = _cams_in_batches(model, images, layers, targets, batch_size, method)
     random_model = randomized_copy(model, randomize, seed)
-    randomised = _cams_in_batches(random_model, images, layers, trained.targets, batch_size)
+    randomised = _cams_in_batches(random_model, images, layers, trained.targets, batch_size, method)
     correlations = {layer: map_rank_correlation(trained[layer], randomised[layer]) for layer in layers}
     return RandomizationCheck(correlations, trained.targets.cpu())
 
@@ -237,14 +224,19 @@ def _in_eval_mode(model: nn.Module) -> Iterator[torch.device]:
 
 
 @torch.no_grad()
-def _class_probability(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Softmax probability of ``targets`` for each image, in eval mode; the modules' modes are restored after."""
+def _probabilities(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Softmax probabilities (B, classes) on the CPU, in eval mode; the modules' modes are restored after."""
     with _in_eval_mode(model) as device:
         probs = [
             model(images[start : start + batch_size].to(device)).float().softmax(dim=1).cpu()
             for start in range(0, images.shape[0], batch_size)
         ]
-    return torch.cat(probs).gather(1, targets.cpu()[:, None])[:, 0]
+    return torch.cat(probs)
+
+
+def _class_probability(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Softmax probability of ``targets`` for each image, in eval mode; the modules' modes are restored after."""
+    return _probabilities(model, images, batch_size).gather(1, targets.cpu()[:, None])[:, 0]
 
 
 def deletion_test(

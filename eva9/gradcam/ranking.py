@@ -1,0 +1,133 @@
+"""Ranking the CAM family on one network: per method and layer, the deletion and insertion areas and the
+randomisation correlation of each image, next to the random and the edge map, and how well two halves of the
+images agree on the ranking."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checks import _cams_in_batches, map_rank_correlation, randomization_check
+from .curves import FaithfulnessCurve, deletion_curve, edge_map, insertion_curve, random_map
+
+__all__ = ["Faithfulness", "faithfulness_scores", "ranking_agreement"]
+
+MEASURES = ("deletion", "insertion", "randomization")
+"""The three columns, and which way is better: deletion (lower), insertion (higher), randomisation (lower)."""
+
+
+BASELINES = ("random map", "random 4×4 blobs", "edge map")
+"""The rows of the two maps every method must beat."""
+
+
+class Faithfulness(NamedTuple):
+    """Row ("gradcam @ layer4", …, "random map", "edge map") → its deletion and insertion curves over the images,
+    and each image's randomisation correlation (NaN for the baselines, which do not depend on the weights)."""
+
+    deletion: dict[str, FaithfulnessCurve]
+    insertion: dict[str, FaithfulnessCurve]
+    randomization: dict[str, torch.Tensor]
+    steps: int
+
+    def subset(self, index) -> Faithfulness:
+        """The same scores for some of the images (a slice or an index tensor)."""
+
+        def part(curve: FaithfulnessCurve) -> FaithfulnessCurve:
+            return curve._replace(probabilities=curve.probabilities[index], targets=curve.targets[index])
+
+        return Faithfulness(
+            {row: part(c) for row, c in self.deletion.items()},
+            {row: part(c) for row, c in self.insertion.items()},
+            {row: v[index] for row, v in self.randomization.items()},
+            self.steps,
+        )
+
+    def per_image(self, measure: str) -> dict[str, torch.Tensor]:
+        """Row → each image's value (B,) of one measure: an area under a curve, or the randomisation correlation."""
+        if measure not in MEASURES:
+            raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+        if measure == "randomization":
+            return dict(self.randomization)
+        return {row: curve.areas for row, curve in getattr(self, measure).items()}
+
+    def means(self, measure: str) -> dict[str, float]:
+        """Row → the mean of one measure over the images (randomisation: over images whose maps are not empty)."""
+        values = self.per_image(measure)
+        return {row: float(np.nanmean(v.numpy())) if not v.isnan().all() else math.nan for row, v in values.items()}
+
+    def best(self, measure: str) -> str:
+        """The row with the best mean ``measure``: the lowest deletion area or correlation, the highest insertion."""
+        means = {row: value for row, value in self.means(measure).items() if not math.isnan(value)}
+        return (max if measure == "insertion" else min)(means, key=lambda row: means[row])
+
+    def curves_at(self, layer: str) -> tuple[dict[str, FaithfulnessCurve], dict[str, FaithfulnessCurve]]:
+        """The deletion and the insertion curves of every method at ``layer``, and of the baselines."""
+        keep = [row for row in self.deletion if row.endswith(f" @ {layer}") or row in BASELINES]
+        return {row: self.deletion[row] for row in keep}, {row: self.insertion[row] for row in keep}
+
+    def table(self) -> str:
+        """The three means per row as a text table, best (lowest deletion area) first."""
+        deletion, insertion, randomization = (self.means(m) for m in MEASURES)
+        images = len(next(iter(self.randomization.values())))
+        lines = [
+            f"{'map':<20} {'deletion area ↓':>16} {'insertion area ↑':>17} {'randomisation r ↓':>18}"
+            f"   ({images} images, {self.steps} steps)"
+        ]
+        for row in sorted(deletion, key=lambda row: deletion[row]):
+            r = "n/a" if math.isnan(randomization[row]) else f"{randomization[row]:+.2f}"
+            lines.append(f"{row:<20} {deletion[row]:>16.3f} {insertion[row]:>17.3f} {r:>18}")
+        return "\n".join(lines)
+
+
+def faithfulness_scores(
+    model: nn.Module,
+    images: torch.Tensor,
+    methods: Sequence[str] = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam"),
+    layers: Sequence[str] = ("layer1", "layer2", "layer3", "layer4"),
+    *,
+    steps: int = 10,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> Faithfulness:
+    """Deletion and insertion areas (:func:`deletion_curve`, :func:`insertion_curve`) and the randomisation
+    correlation (:func:`randomization_check`, every weight re-drawn from ``seed``) of each method at each layer,
+    for the class the model predicts, plus the areas of two random maps (from ``seed``; per pixel, and blobs of a
+    ``layer4`` map's 4×4 grain) and of the Sobel edge map."""
+    targets = None
+    scores: dict[str, dict] = {name: {} for name in MEASURES}
+    for method in methods:
+        cams = _cams_in_batches(model, images, list(layers), targets, batch_size, method)
+        targets = cams.targets.cpu()
+        check = randomization_check(model, images, list(layers), targets=targets, seed=seed, method=method)
+        for layer in layers:
+            row = f"{method} @ {layer}"
+            _score(scores, row, model, images, cams[layer], targets, steps, batch_size)
+            scores["randomization"][row] = check.correlations[layer]
+    batch, height, width = images[:, 0].shape
+    shape = (int(batch), int(height), int(width))
+    baselines = dict(zip(BASELINES, [random_map(shape, seed), random_map(shape, seed, (4, 4)), edge_map(images)]))
+    for row, maps in baselines.items():
+        _score(scores, row, model, images, maps, targets, steps, batch_size)
+        scores["randomization"][row] = torch.full((images.shape[0],), math.nan, dtype=torch.float64)
+    return Faithfulness(**scores, steps=steps)
+
+
+def _score(scores, row, model, images, maps, targets, steps, batch_size) -> None:
+    kwargs = {"targets": targets, "steps": steps, "batch_size": batch_size}
+    scores["deletion"][row] = deletion_curve(model, images, maps, **kwargs)
+    scores["insertion"][row] = insertion_curve(model, images, maps, **kwargs)
+
+
+def ranking_agreement(first: Faithfulness, second: Faithfulness, measure: str = "deletion") -> float:
+    """Spearman correlation between the rows' mean ``measure`` in two sets of images (1: the same ranking)."""
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+    a, b = first.means(measure), second.means(measure)
+    rows = [row for row in a if row in b and not (math.isnan(a[row]) or math.isnan(b[row]))]
+    means = [torch.tensor([values[row] for row in rows]).view(1, 1, -1) for values in (a, b)]
+    return float(map_rank_correlation(*means)[0])
