@@ -314,3 +314,14 @@ def test_the_cpu_profile_benchmark_records_each_epoch_and_its_aims(make_batches_
     assert record["settings"]["config"]["profile"] == "cpu" and record["settings"]["changes"] == changes
     assert record["train_seconds"] == pytest.approx(sum(row["seconds"] for row in record["epochs"]))
     assert record["cpu_seconds"] > 0 and record["meets_aims"] is (record["final_test_acc"] >= 0.30)
+
+
+def test_the_cpu_profile_benchmark_repeats_itself_exactly_for_the_same_seed(make_batches_folder, tmp_path):
+    # It once trained a network built before fit seeded anything, so each run started from other weights.
+    module = bench("bench_cpu_profile")
+    root = str(make_batches_folder().parent)
+    changes = {"train_per_class": 1, "test_per_class": 1, "batch_size": 5, "epochs": 1, "workers": 0}
+    first = module.run(changes, root, tmp_path / "first")
+    torch.manual_seed(12345)  # whatever ran before must not matter
+    second = module.run(changes, root, tmp_path / "second")
+    assert [row["train_loss"] for row in first["epochs"]] == [row["train_loss"] for row in second["epochs"]]

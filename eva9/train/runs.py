@@ -287,7 +287,8 @@ def fit(
     """Train ``config`` (default :func:`profile`, or the run folder's own when resuming), evaluating in float32
     after every epoch; return the :class:`Run` (model in eval mode on its device, config, history).
 
-    ``model=None`` builds ``config.model`` after seeding. ``out``: the run folder (:class:`RunFolder`), locked while
+    ``model=None`` builds ``config.model`` after seeding; a given model starts from its own weights (build it after
+    ``seed_everything(config.seed)`` for a repeatable run). ``out``: the run folder (:class:`RunFolder`), locked while
     training; one holding other files, or (without ``resume``) a run, is refused. ``resume=True`` continues the
     last completed epoch with every saved state on the same data, returns a finished run as it is (its checkpoint
     unread) and starts a run where there is none; ``TrainConfig.RESUMABLE`` fields may change, and ``epochs`` may
