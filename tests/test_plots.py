@@ -180,6 +180,15 @@ def test_training_curves_say_which_loss_is_label_smoothed(tmp_path):
     ]
 
 
+def test_training_curves_put_a_loss_that_spans_orders_of_magnitude_on_a_log_scale():
+    # The live cpu run's first test loss is about 100, its later ones about 2: on a linear axis they lie flat.
+    data = history_dict()
+    assert plots.training_curves(data).axes[0].get_yscale() == "linear"
+    data["epochs"][0]["test_loss"] = 103.6
+    loss_ax = plots.training_curves(data).axes[0]
+    assert loss_ax.get_yscale() == "log" and "log scale" in loss_ax.get_ylabel()
+
+
 def test_training_curves_refuse_empty_or_incomplete_histories(tmp_path):
     with pytest.raises(ValueError, match="no epochs"):
         plots.training_curves({"epochs": []})

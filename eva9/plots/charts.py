@@ -58,6 +58,10 @@ def _label_smoothing_of(history) -> float | None:
     return None
 
 
+LOG_SCALE_SPAN = 10.0
+"""training_curves draws the losses on a log scale when the largest is more than this many times the smallest."""
+
+
 def training_curves(
     history,
     *,
@@ -71,7 +75,9 @@ def training_curves(
     The two losses are not the same quantity, and the legend says so: the training loss is the training criterion
     (label-smoothed when ``label_smoothing`` > 0, which keeps it above the plain cross-entropy) averaged over the
     epoch while the weights change; the test loss is plain cross-entropy after the epoch. ``label_smoothing``
-    defaults to what the history's source says (a recorded run's config, a run folder's config.json).
+    defaults to what the history's source says (a recorded run's config, a run folder's config.json). Losses that
+    span more than a factor of :data:`LOG_SCALE_SPAN` (a first test loss of 100 after a few steps, then 2) are drawn
+    on a log scale.
     """
     if label_smoothing is None:
         label_smoothing = _label_smoothing_of(history)
@@ -94,7 +100,12 @@ def training_curves(
         acc_ax.plot(x, [100 * e[f"{split}_acc"] for e in epochs], style, markersize=3, label=split)
     if target is not None:
         acc_ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"target {100 * target:g}%")
-    loss_ax.set(title="Loss", xlabel="epoch", ylabel="loss")
+    losses = [e[f"{split}_loss"] for e in epochs for split in ("train", "test")]
+    if min(losses) > 0 and max(losses) > LOG_SCALE_SPAN * min(losses):  # one early spike would flatten the rest
+        loss_ax.set(yscale="log", ylabel="loss (log scale)")
+    else:
+        loss_ax.set(ylabel="loss")
+    loss_ax.set(title="Loss", xlabel="epoch")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
