@@ -125,7 +125,7 @@ def test_cpu_profile_is_the_fast_recipe_for_a_few_epochs_on_a_subset_tested_on_1
     cpu, fast = profile("cpu"), profile("fast")
     recipe = ("schedule", "warmup", "nesterov", "momentum", "weight_decay", "label_smoothing", "model")
     assert all(getattr(cpu, name) == getattr(fast, name) for name in recipe)
-    assert cpu.lr == pytest.approx(0.1 * cpu.batch_size / 128)  # the usual 0.1 at batch 128, scaled linearly
+    assert cpu.lr == pytest.approx(fast.lr * cpu.batch_size / fast.batch_size)  # fast's step per image
     assert 3 <= cpu.epochs < fast.epochs and cpu.test_per_class == 100
     assert cpu.train_per_class is not None and cpu.train_size < 50_000 and cpu.batch_size < cpu.train_size
 
