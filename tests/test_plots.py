@@ -189,6 +189,20 @@ def test_training_curves_put_a_loss_that_spans_orders_of_magnitude_on_a_log_scal
     assert loss_ax.get_yscale() == "log" and "log scale" in loss_ax.get_ylabel()
 
 
+def test_training_curves_mark_whole_epochs_only():
+    fig = plots.training_curves(history_dict())  # four epochs: matplotlib alone would put ticks at 1.5, 2.5, ...
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_training_curves_take_a_recorded_run_as_results_stores_it_and_read_its_label_smoothing():
+    recorded = {"profile": "seed", "config": {"label_smoothing": 0.0}, "history": history_dict()}  # results/seed.json
+    fig = plots.training_curves(recorded)
+    assert fig.axes[0].get_lines()[0].get_label() == "train: cross-entropy, mean over the epoch"
+    np.testing.assert_allclose(fig.axes[1].get_lines()[1].get_ydata(), [45, 55, 65, 75])
+
+
 def test_training_curves_refuse_empty_or_incomplete_histories(tmp_path):
     with pytest.raises(ValueError, match="no epochs"):
         plots.training_curves({"epochs": []})

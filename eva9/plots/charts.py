@@ -10,6 +10,7 @@ from typing import cast
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from eva9.analysis import SHORT_NAMES, ReliabilityTable
 from eva9.results import TARGET_ACCURACY
@@ -26,7 +27,10 @@ __all__ = [
 
 
 def _history_epochs(history) -> list[dict]:
-    """The per-epoch dicts of a History, a ``{"epochs": [...]}`` dict, or a history.json path (file or run folder)."""
+    """The per-epoch dicts of a History, a ``{"epochs": [...]}`` dict, a recorded run (``results/<name>.json``, its
+    ``"history"``), or a history.json path (file or run folder)."""
+    if isinstance(history, Mapping) and isinstance(history.get("history"), Mapping):  # a recorded run
+        history = history["history"]
     if isinstance(history, (str, os.PathLike)):
         from eva9.train import History, RunFolder
 
@@ -34,7 +38,9 @@ def _history_epochs(history) -> list[dict]:
         history = RunFolder(path).history() if path.is_dir() else History.load(path)
     epochs = history.get("epochs") if isinstance(history, Mapping) else getattr(history, "epochs", None)
     if not isinstance(epochs, list):
-        raise ValueError('history must be a History, a dict {"epochs": [...]}, or the path of a history.json')
+        raise ValueError(
+            'history must be a History, a dict {"epochs": [...]}, a recorded run, or the path of a history.json'
+        )
     if not epochs:
         raise ValueError("the history has no epochs yet")
     needed = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc"}
@@ -108,6 +114,7 @@ def training_curves(
     loss_ax.set(title="Loss", xlabel="epoch")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return _finish(fig, path)
