@@ -114,7 +114,7 @@ def training_curves(
     loss_ax.set(title="Loss", xlabel="epoch")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (loss_ax, acc_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # whole epochs, round steps
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return _finish(fig, path)
