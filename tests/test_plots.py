@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
@@ -201,6 +202,25 @@ def test_training_curves_take_a_recorded_run_as_results_stores_it_and_read_its_l
     fig = plots.training_curves(recorded)
     assert fig.axes[0].get_lines()[0].get_label() == "train: cross-entropy, mean over the epoch"
     np.testing.assert_allclose(fig.axes[1].get_lines()[1].get_ydata(), [45, 55, 65, 75])
+
+
+def test_the_loss_legend_covers_no_point_of_a_run_whose_first_test_loss_is_high():
+    # The live cpu run: test loss 6.2 after epoch 1, then 1.9, 1.7, 1.6; "best" put the legend across its fall.
+    losses = [(2.30, 6.21), (2.07, 1.87), (1.89, 1.65), (1.78, 1.60)]
+    rows = [
+        {"epoch": i + 1, "train_loss": tr, "test_loss": te, "train_acc": 0.1 * (i + 1), "test_acc": 0.1 * (i + 1)}
+        for i, (tr, te) in enumerate(losses)
+    ]
+    fig = plots.training_curves({"epochs": rows}, label_smoothing=0.1)
+    FigureCanvasAgg(fig).draw()  # lay the figure out, as the book's PNG is
+    loss_ax = fig.axes[0]
+    box = loss_ax.get_legend().get_window_extent()
+    for line in loss_ax.get_lines():
+        points = loss_ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+        segments = [
+            points[i] + t * (points[i + 1] - points[i]) for i in range(len(points) - 1) for t in np.linspace(0, 1, 50)
+        ]
+        assert not any(box.contains(x, y) for x, y in segments), line.get_label()
 
 
 def test_training_curves_refuse_empty_or_incomplete_histories(tmp_path):

@@ -116,7 +116,9 @@ def training_curves(
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # whole epochs, round steps
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+    # The loss labels are long (they say which loss is which): below the axes they cover no curve.
+    loss_ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    acc_ax.legend(fontsize="small")
     return _finish(fig, path)
 
 
