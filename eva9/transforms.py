@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import albumentations as A
 import cv2
@@ -19,7 +20,7 @@ from albumentations.pytorch import ToTensorV2
 
 from .constants import MEAN, STD
 
-__all__ = ["Pipeline", "train_transforms", "test_transforms", "denormalize", "listing"]
+__all__ = ["Pipeline", "Draw", "train_transforms", "test_transforms", "draw", "denormalize", "listing"]
 
 _MASK64 = 2**64 - 1
 _PCG_INCREMENT = 0xDA3E39CB94B95BDB_2D5A43A6F7D6B5A1 | 1  # any odd number: PCG64's stream constant
@@ -139,6 +140,48 @@ def train_transforms(
 def test_transforms(mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> A.Compose:
     """Normalize and convert to a CHW float tensor; nothing random."""
     return Pipeline([A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()])
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One pass of an image through a pipeline, and what its random steps did, as Albumentations recorded it."""
+
+    image: torch.Tensor
+    """What the pipeline returned."""
+    shift: tuple[int, int]
+    """(right, down): how many pixels the pad-and-crop moved the picture, before any flip; (0, 0) without a crop."""
+    flipped: bool
+    """Whether the horizontal flip was applied."""
+    holes: tuple[tuple[int, int, int, int], ...]
+    """Each hole cut out, as (x1, y1, x2, y2) in the returned image (x2 and y2 exclusive); empty when none was."""
+
+
+def draw(pipeline: A.Compose, image: np.ndarray) -> Draw:
+    """Apply ``pipeline`` to an H×W×3 uint8 ``image`` once and say what it did, from the parameters Albumentations
+    reports for the steps it applied (``save_applied_params``), not from the pixels."""
+    saved = pipeline.save_applied_params
+    pipeline.save_applied_params = True
+    try:
+        out = pipeline(image=image)
+    finally:
+        pipeline.save_applied_params = saved
+    applied: dict[str, dict] = {}
+    for name, params in out["applied_transforms"]:
+        if name in applied:
+            raise ValueError(f"draw reads pipelines with at most one {name}; this one applied it twice")
+        applied[name] = params
+    pad, crop = applied.get("Pad", {}), applied.get("RandomCrop")
+    shift = (0, 0)
+    if crop is not None:
+        x_min, y_min = crop["crop_coords"][:2]
+        shift = (pad.get("pad_left", 0) - x_min, pad.get("pad_top", 0) - y_min)
+    holes = applied.get("CoarseDropout", {}).get("holes", np.zeros((0, 4), int))
+    return Draw(
+        image=out["image"],
+        shift=(int(shift[0]), int(shift[1])),
+        flipped="HorizontalFlip" in applied,
+        holes=tuple((int(x1), int(y1), int(x2), int(y2)) for x1, y1, x2, y2 in np.asarray(holes)),
+    )
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:

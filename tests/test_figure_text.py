@@ -97,6 +97,9 @@ FIGURES = {
         images[:15], [3] * 15, [5] * 15, np.linspace(0.999, 0.5, 15)
     ),
     "augmentation_grid": lambda: plots.augmentation_grid(
+        [picture] * 3, transforms.train_transforms(), transforms.test_transforms(), n=5, labels=[1, 7, 2]
+    ),
+    "augmentation_grid, one image (the hole-size exercise)": lambda: plots.augmentation_grid(
         picture, transforms.train_transforms(), transforms.test_transforms(), n=7
     ),
     "gradcam_grid": lambda: plots.gradcam_grid(images[:5], maps, [1, 2, 3, 5, 8], [1, 2, 5, 5, 8]),

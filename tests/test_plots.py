@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import matplotlib
@@ -110,11 +111,36 @@ def test_augmentation_grid_shows_the_test_view_then_n_train_draws(tmp_path):
     fig = plots.augmentation_grid(
         image, transforms.train_transforms(), transforms.test_transforms(), n=5, path=tmp_path / "aug.png"
     )
-    assert [ax.get_title() for ax in fig.axes] == ["test view"] + [f"train draw {i}" for i in range(1, 6)]
+    assert len(fig.axes) == 6 and fig.axes[0].get_title() == "test view"
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), image / 255, atol=1e-4)
     draws = [ax.images[0].get_array() for ax in fig.axes[1:]]
     assert any(not np.allclose(draws[0], d) for d in draws[1:])  # the train pipeline is random
+    assert {ax.images[0].get_interpolation() for ax in fig.axes} == {"nearest"}, "pixels drawn as sharp squares"
     assert_png(tmp_path / "aug.png")
+
+
+def test_augmentation_grid_titles_each_draw_with_the_parameters_albumentations_applied():
+    images = [np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8) for i in range(3)]
+    pipeline = transforms.train_transforms()
+    fig = plots.augmentation_grid(images, pipeline, transforms.test_transforms(), n=6, labels=[1, 4, 7], seed=3)
+    assert [ax.get_title() for ax in fig.axes[::7]] == ["car\n(test view)", "deer\n(test view)", "horse\n(test view)"]
+    replay = copy.deepcopy(pipeline)
+    replay.set_random_seed(3)
+    titles = set()
+    for row, image in enumerate(images):
+        for ax in fig.axes[row * 7 + 1 : row * 7 + 7]:
+            d = transforms.draw(replay, image)
+            np.testing.assert_allclose(ax.images[0].get_array(), transforms.denormalize(d.image).permute(1, 2, 0))
+            moved, flip, hole = ax.get_title().split("\n")
+            assert flip == ("flipped" if d.flipped else "not flipped") and hole == ("hole" if d.holes else "no hole")
+            right = -d.shift[0] if d.flipped else d.shift[0]  # where the photograph's frame went, as shown
+            expected = [f"{abs(right)} {'right' if right > 0 else 'left'}"] * (right != 0)
+            expected += [f"{abs(d.shift[1])} {'down' if d.shift[1] > 0 else 'up'}"] * (d.shift[1] != 0)
+            assert moved == (", ".join(expected) or "not moved")
+            (frame,) = ax.patches
+            assert frame.get_xy() == (right - 0.5, d.shift[1] - 0.5) and frame.get_width() == 32
+            titles.add((flip, hole))
+    assert len(titles) == 4, "flipped or not, holed or not: all four turn up in 18 draws"
 
 
 def test_augmentation_grid_draws_are_reproducible_with_a_seed_and_take_a_tensor_image():
@@ -132,6 +158,10 @@ def test_augmentation_grid_refuses_a_float_array_and_n_below_one():
     with pytest.raises(ValueError, match="n must be"):
         plots.augmentation_grid(
             np.zeros((32, 32, 3), np.uint8), transforms.train_transforms(), transforms.test_transforms(), n=0
+        )
+    with pytest.raises(ValueError, match="2 labels for 1 images"):
+        plots.augmentation_grid(
+            [torch.rand(3, 32, 32)], transforms.train_transforms(), transforms.test_transforms(), labels=[0, 1]
         )
 
 

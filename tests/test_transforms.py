@@ -190,3 +190,53 @@ def test_importing_eva9_asks_no_server_for_anything():
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", f"importing eva9 looked up {done.stdout.strip()}"
+
+
+def _by_hand(image: np.ndarray, shift: tuple[int, int], flipped: bool, holes) -> torch.Tensor:
+    """The train pipeline's output for ``image`` with these draws, computed with NumPy: what the draws claim."""
+    right, down = shift
+    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)), mode="reflect")
+    out = padded[4 - down : 36 - down, 4 - right : 36 - right].copy()
+    if flipped:
+        out = out[:, ::-1].copy()
+    for x1, y1, x2, y2 in holes:
+        out[y1:y2, x1:x2] = [round(255 * m) for m in MEAN]
+    return normalized(out)
+
+
+@pytest.mark.parametrize("reseed_each", [False, True], ids=["seeded once", "reseeded per image"])
+def test_draw_reports_the_shift_flip_and_hole_that_made_the_pixels(reseed_each):
+    pipeline = seeded(T.train_transforms())
+    seen = set()
+    for i in range(150):
+        if reseed_each:
+            pipeline.set_random_seed(i)
+        d = T.draw(pipeline, IMAGE)
+        assert all(-4 <= s <= 4 for s in d.shift) and len(d.holes) <= 1
+        for x1, y1, x2, y2 in d.holes:
+            assert x2 - x1 == y2 - y1 == 16 and 0 <= x1 and x2 <= 32 and 0 <= y1 and y2 <= 32
+        torch.testing.assert_close(d.image, _by_hand(IMAGE, d.shift, d.flipped, d.holes), atol=1e-5, rtol=0)
+        seen.add((d.flipped, bool(d.holes), d.shift[0] > 0, d.shift[1] < 0))
+    assert len(seen) == 16, "flipped or not, holed or not, moved right or left, up or down: all turn up"
+    assert pipeline.save_applied_params is False, "the caller's pipeline is left as it was"
+
+
+def test_draw_of_a_pipeline_without_random_steps_reports_nothing_done():
+    d = T.draw(T.test_transforms(), IMAGE)
+    assert d.shift == (0, 0) and not d.flipped and d.holes == ()
+    torch.testing.assert_close(d.image, normalized(IMAGE), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("reseed_each", [False, True], ids=["seeded once", "reseeded per image"])
+def test_the_default_pipeline_flips_and_cuts_a_hole_each_half_the_time_independently(reseed_each):
+    # what the augmentations chapter tells the reader: p = 0.5 each, independent of each other
+    pipeline = seeded(T.train_transforms())
+    draws = []
+    for i in range(2000):
+        if reseed_each:
+            pipeline.set_random_seed(i)
+        draws.append(T.draw(pipeline, IMAGE))
+    flipped = np.array([d.flipped for d in draws])
+    holed = np.array([bool(d.holes) for d in draws])
+    assert 0.45 < flipped.mean() < 0.55 and 0.45 < holed.mean() < 0.55
+    assert 0.2 < (flipped & holed).mean() < 0.3 and abs(np.corrcoef(flipped, holed)[0, 1]) < 0.06

@@ -80,8 +80,8 @@ def _finish(fig: Figure, path: PathLike | None) -> Figure:
     return fig
 
 
-def _show(ax: Axes, image, normalized: bool, title: str | None = None) -> None:
-    ax.imshow(_as_display_image(image, normalized=normalized).numpy())
+def _show(ax: Axes, image, normalized: bool, title: str | None = None, interpolation: str | None = None) -> None:
+    ax.imshow(_as_display_image(image, normalized=normalized).numpy(), interpolation=interpolation)
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:

@@ -10,7 +10,9 @@ import torch
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
+from eva9 import transforms
 from eva9.analysis import SHORT_NAMES
 from eva9.gradcam import overlay
 
@@ -55,23 +57,54 @@ def image_grid(
 
 
 def augmentation_grid(
-    image,
+    images,
     train_transform,
     test_transform,
     n: int = 7,
     *,
+    labels=None,
+    names: Sequence[str] = SHORT_NAMES,
     seed: int | None = 0,
-    ncols: int = 8,
     axes=None,
     path: PathLike | None = None,
 ) -> Figure:
-    """One image as the test pipeline shows it, next to ``n`` draws of the (random) train pipeline.
+    """One row per image: the image as the test pipeline shows it, then ``n`` draws of the (random) train pipeline,
+    pixels drawn as the sharp squares they are.
 
-    ``image``: H×W×3 uint8 RGB (what Albumentations takes) or a 3×H×W float tensor in [0, 1] (``cifar10(split)``
-    without a transform). ``seed`` fixes the draws on a copy of ``train_transform``; the caller's is untouched.
+    Each draw is titled with what the pipeline did to it (how far the photograph moved, whether it was flipped,
+    whether a hole was cut), as :func:`eva9.transforms.draw` reads it from Albumentations' applied parameters, and
+    a dashed frame marks where the photograph's edges went (outside it: the reflected border).
+
+    ``images``: one image or a sequence of them, each H×W×3 uint8 RGB (what Albumentations takes) or a 3×H×W
+    float tensor in [0, 1] (``cifar10(split)`` without a transform); ``labels``, one class per image, title the
+    test views. ``seed`` fixes the draws on a copy of ``train_transform``; the caller's is untouched.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    single = getattr(images, "ndim", None) == 3  # one image, not a batch or a list of them
+    pictures = [_uint8_image(image) for image in ([images] if single else list(images))]
+    if not pictures:
+        raise ValueError("augmentation_grid needs at least one image")
+    labels = _ints(labels, len(pictures), "labels")
+    if seed is not None:
+        train_transform = copy.deepcopy(train_transform)
+        train_transform.set_random_seed(seed)
+    columns = n + 1
+    fig, grid = _axes_grid(len(pictures) * columns, columns, axes, extra_height=0.55)
+    for row, picture in enumerate(pictures):
+        title = "test view" if labels is None else f"{_name(names, labels[row])}\n(test view)"
+        _show(grid[row * columns], test_transform(image=picture)["image"], True, title, interpolation="nearest")
+        for ax in grid[row * columns + 1 : (row + 1) * columns]:
+            d = transforms.draw(train_transform, picture)
+            _show(ax, d.image, True, _what_was_done(d), interpolation="nearest")
+            right, down = _moved(d)
+            height, width = picture.shape[:2]
+            ax.add_patch(Rectangle((right - 0.5, down - 0.5), width, height, fill=False, ls="--", lw=1.2, ec="#ffd400"))
+    return _finish(fig, path)
+
+
+def _uint8_image(image) -> np.ndarray:
+    """An H×W×3 uint8 RGB image from itself or from a 3×H×W float tensor in [0, 1]."""
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"a tensor image must be 3×H×W in [0, 1], got {tuple(image.shape)}")
@@ -79,14 +112,23 @@ def augmentation_grid(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be H×W×3 uint8 RGB, got shape {image.shape} dtype {image.dtype}")
-    if seed is not None:
-        train_transform = copy.deepcopy(train_transform)
-        train_transform.set_random_seed(seed)
-    fig, grid = _axes_grid(n + 1, ncols, axes, extra_height=0.3)
-    _show(grid[0], test_transform(image=image)["image"], normalized=True, title="test view")
-    for i, ax in enumerate(grid[1:], start=1):
-        _show(ax, train_transform(image=image)["image"], normalized=True, title=f"train draw {i}")
-    return _finish(fig, path)
+    return image
+
+
+def _moved(d: transforms.Draw) -> tuple[int, int]:
+    """(right, down): how far the photograph's frame moved in the draw; the flip mirrors the crop's shift."""
+    right, down = d.shift
+    return (-right if d.flipped else right), down
+
+
+def _what_was_done(d: transforms.Draw) -> str:
+    """``2 right, 1 up`` / ``flipped`` / ``hole``: where the photograph moved, the flip and the hole, one per line."""
+    right, down = _moved(d)
+    moves = [f"{abs(right)} {'right' if right > 0 else 'left'}"] if right else []
+    moves += [f"{abs(down)} {'down' if down > 0 else 'up'}"] if down else []
+    return "\n".join(
+        [", ".join(moves) or "not moved", "flipped" if d.flipped else "not flipped", "hole" if d.holes else "no hole"]
+    )
 
 
 def gradcam_grid(
