@@ -1,0 +1,67 @@
+"""The book's Jupyter Book setup (_config.yml, _ext/, _theme/), on a one-page book built with it in a temporary
+folder: what every page gets from the configuration rather than from a chapter."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PAGE = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# One page
+
+```{code-cell} ipython3
+import time
+
+for stage in ("layer1", "layer2", "layer3"):
+    print(stage, flush=True)  # each line its own message from the kernel
+    time.sleep(0.3)
+```
+"""
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory) -> str:
+    """The HTML of a one-page book built with the book's configuration."""
+    book = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "references.bib"):
+        shutil.copy(ROOT / name, book / name)
+    for folder in ("_ext", "_theme"):
+        shutil.copytree(ROOT / folder, book / folder)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: index\n")
+    (book / "index.md").write_text(PAGE)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    done = subprocess.run([str(jupyter_book), "build", str(book)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return (book / "_build" / "html" / "index.html").read_text()
+
+
+def test_every_inline_script_is_on_the_page_once(page):
+    # twice, sphinx-thebe's `const THEBE_JS_URL = ...` throws "Identifier 'THEBE_JS_URL' has already been declared"
+    scripts = Counter(body.strip() for body in re.findall(r"<script>(.*?)</script>", page, flags=re.S))
+    assert any("THEBE_JS_URL" in body for body in scripts), "the page has sphinx-thebe's configuration script"
+    twice = [body[:80] for body, count in scripts.items() if count > 1]
+    assert not twice, f"inline scripts on the page more than once: {twice}"
+
+
+def test_what_a_cell_prints_in_a_loop_is_one_output_box(page):
+    boxes = re.findall(r'<div class="output stream[^"]*">', page)
+    assert len(boxes) == 1, f"the three printed lines came out in {len(boxes)} boxes"
+    assert all(stage in page for stage in ("layer1", "layer2", "layer3"))
