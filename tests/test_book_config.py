@@ -61,6 +61,12 @@ def test_every_inline_script_is_on_the_page_once(page):
     assert not twice, f"inline scripts on the page more than once: {twice}"
 
 
+def test_a_first_visit_starts_in_a_colour_mode_the_theme_knows(page):
+    # with none, pydata-sphinx-theme's script logs "Got invalid theme mode: . Resetting to auto." as an error
+    (mode,) = re.findall(r'dataset\.mode = localStorage\.getItem\("mode"\) \|\| "([^"]*)"', page)
+    assert mode in ("auto", "light", "dark")
+
+
 def test_what_a_cell_prints_in_a_loop_is_one_output_box(page):
     boxes = re.findall(r'<div class="output stream[^"]*">', page)
     assert len(boxes) == 1, f"the three printed lines came out in {len(boxes)} boxes"

@@ -1,7 +1,8 @@
 """The built HTML book in a real browser: headless Chromium (Debian's chromium + chromium-driver) via Selenium.
 
 Run after `jupyter-book build .`: every chapter page loads, its images decode, figure-bearing chapters show
-figures, each chapter's Colab link opens that chapter's .ipynb, and the navigation lists all seven chapters.
+figures, each chapter's Colab link opens that chapter's .ipynb, and the navigation lists all seven chapters. No
+page logs a JavaScript error (a message of level SEVERE) in the console.
 At both laptop window sizes, 1280×800 and 1400×1000, no code block, cell output or table is wider than the page
 column (none scrolls sideways or is cut off at the right edge), and no figure is shown narrower than the column
 width that the figures' font sizes assume (``eva9.plots.BOOK_COLUMN_PX``, tested in tests/test_plots.py). Math
@@ -39,7 +40,7 @@ def start_chromium(*extra_flags: str, size: str = "1400,1000"):
     """Headless Chromium through Debian's chromedriver, a window of ``size`` pixels, with ``extra_flags`` added."""
     if not (HTML / "index.html").is_file():
         pytest.fail(f"no built book at {HTML}: run `jupyter-book build .` (or `make book`) before this test")
-    return chromium(*extra_flags, window=size)
+    return chromium(*extra_flags, window=size, capabilities={"goog:loggingPrefs": {"browser": "ALL"}})
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,21 @@ def test_chapter_loads_with_decoded_images(browser, name):
     if needs_figure:
         figures = [img for img in found if img["figure"]]
         assert figures, f"{name}.html shows no figure in its cell outputs"
+
+
+# every page a reader can reach: the chapters and the appendix, the References, and Sphinx's index and search pages
+EVERY_PAGE = [f"book/{name}.html" for name in PAGES] + ["index.html", "references.html", "genindex.html", "search.html"]
+
+
+@pytest.mark.parametrize("page", EVERY_PAGE)
+def test_no_page_logs_a_javascript_error(browser, page):
+    browser.get_log("browser")  # empties the log of what earlier pages wrote
+    path = HTML / page
+    assert path.is_file(), f"{page} was not built"
+    browser.get(path.as_uri())
+    browser.execute_script("return new Promise(r => setTimeout(r, 500))")  # the async scripts run too
+    errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, f"{page} logs JavaScript errors in the console:\n  " + "\n  ".join(errors)
 
 
 @pytest.mark.parametrize("name", list(CHAPTERS))
