@@ -4,7 +4,8 @@ Run after `jupyter-book build .`: every chapter page loads, its images decode, f
 figures, each chapter's Colab link opens that chapter's .ipynb, and the navigation lists all seven chapters. No
 page logs a JavaScript error (a message of level SEVERE) in the console.
 At both laptop window sizes, 1280×800 and 1400×1000, no code block, cell output or table is wider than the page
-column (none scrolls sideways or is cut off at the right edge), and no figure is shown narrower than the column
+column (none scrolls sideways or is cut off at the right edge), the text of neighbouring table cells is at
+least 8 px apart, and no figure is shown narrower than the column
 width that the figures' font sizes assume (``eva9.plots.BOOK_COLUMN_PX``, tested in tests/test_plots.py). Math
 renders from the book's own MathJax with the network blocked, as it must in a book opened from disk.
 Screenshots of the GradCAM page and of every chapter at 1280×800 (at its first figure) are saved to
@@ -186,6 +187,28 @@ def test_no_code_block_output_or_table_scrolls_sideways_or_is_cut_off(laptop_bro
         return wide;"""
     )
     assert not wide, f"{name}.html at {laptop_browser.window}: blocks wider than the page:\n  " + "\n  ".join(wide)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_the_text_of_neighbouring_table_cells_stays_apart(laptop_browser, name):
+    open_page(laptop_browser, name)
+    touching = laptop_browser.execute_script(
+        """const touching = [];
+        const text = cell => { const range = document.createRange(); range.selectNodeContents(cell);
+                               return range.getBoundingClientRect(); };
+        for (const row of document.querySelectorAll('article table tr')) {
+            const cells = Array.from(row.children).filter(cell => cell.textContent.trim());
+            for (let i = 0; i + 1 < cells.length; i++) {
+                const gap = text(cells[i + 1]).left - text(cells[i]).right;
+                if (gap < 8) touching.push(`${Math.round(gap)}px between ${JSON.stringify(cells[i].textContent.trim())}`
+                                           + ` and ${JSON.stringify(cells[i + 1].textContent.trim())}`);
+            }
+        }
+        return touching;"""
+    )
+    assert not touching, f"{name}.html at {laptop_browser.window}: table cells whose text (nearly) touches:\n  " + (
+        "\n  ".join(touching[:10])
+    )
 
 
 @pytest.mark.parametrize("name", [name for name, (_, figure) in CHAPTERS.items() if figure])
