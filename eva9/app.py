@@ -230,12 +230,23 @@ class Explorer:
             alpha=float(opacity),
         )
         return Explanation(
-            f"**{name}**: {CLASSES[predicted]} ({float(probabilities[predicted]):.1%}) with the weights "
+            f"**{name}**: {SHORT_NAMES[predicted]} ({float(probabilities[predicted]):.1%}) with the weights "
             f"{weights_name}; the maps show where the network looked for that class. {PHOTO_NOTE}",
-            {CLASSES[int(i)]: float(p) for p, i in zip(ranked.values, ranked.indices)},
+            {SHORT_NAMES[int(i)]: float(p) for p, i in zip(ranked.values, ranked.indices)},
             _enlarged(images),
             _figure_image(figure),
         )
+
+    def preview(self, upload: str | os.PathLike | None, sample: str | None) -> np.ndarray | None:
+        """The 32×32 image the network will see, enlarged as :meth:`explain` shows it, the moment a photo is chosen:
+        no network needed. None without a photo or for one that cannot be read (:meth:`explain` says why)."""
+        try:
+            photo: Image.Image | np.ndarray | None = (
+                read_photo(upload) if upload else sample_photo(sample) if sample else None
+            )
+        except (ValueError, FileNotFoundError):
+            return None
+        return None if photo is None else _enlarged(photo_batch([photo]))
 
     def mistakes(
         self, weights_name: str, methods: Sequence[str], layers: Sequence[str], opacity: float = 0.5, count: int = 8
@@ -352,8 +363,13 @@ def build(explorer: Explorer):
             return tuple(explorer.explain(*values))
 
         explain.click(answer, inputs, outputs)
-        upload.upload(lambda: None, None, sample).then(answer, inputs, outputs)  # an upload replaces the sample
-        sample.input(lambda: None, None, upload).then(answer, inputs, outputs)  # and a sample the upload
+        # an upload replaces the sample, and a sample the upload; the 32×32 input shows at once, and stays in view
+        # (no progress animation over it) while the maps are computed
+        computing = [status, top_classes, overlays]
+        for chosen, other in ((upload.upload, sample), (sample.input, upload)):
+            cleared = chosen(lambda: None, None, other)
+            shown = cleared.then(explorer.preview, [upload, sample], seen)
+            shown.then(answer, inputs, outputs, show_progress_on=computing)
         for control in (weights_in, methods_in, layers_in):
             control.input(answer, inputs, outputs)
         for control in (opacity_in, top):

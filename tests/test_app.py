@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from eva9 import app, cli, models, photos, weights
-from eva9.constants import CLASSES
+from eva9.constants import SHORT_NAMES
 
 pytestmark = pytest.mark.skipif(weights.preferred() is None, reason="the app explains published weights")
 
@@ -35,13 +35,58 @@ def test_a_sample_photo_gets_the_networks_own_top_classes_its_32x32_view_and_one
     with torch.no_grad():
         expected = models.resnet18(weights=explorer.default, progress=False).eval()(images).softmax(dim=1)[0]
     top = expected.topk(3)
-    assert list(answer.top_classes) == [CLASSES[int(i)] for i in top.indices]
+    assert list(answer.top_classes) == [SHORT_NAMES[int(i)] for i in top.indices]
     np.testing.assert_allclose(list(answer.top_classes.values()), top.values.tolist(), rtol=1e-4)
-    assert answer.message.startswith(f"**Chelsea the cat**: {CLASSES[int(top.indices[0])]} (")
+    assert answer.message.startswith(f"**Chelsea the cat**: {SHORT_NAMES[int(top.indices[0])]} (")
     assert answer.seen.shape == (192, 192, 3) and answer.seen.dtype == np.uint8  # each input pixel a 6×6 block
     assert (answer.seen[::6, ::6] == answer.seen[5::6, 5::6]).all()
     width, height = answer.overlays.size
     assert width > 2 * height  # one row: the image, layer2, layer4 and the colour bar
+
+
+def test_each_class_has_one_name_in_the_top_classes_the_message_and_the_map_titles(explorer, monkeypatch):
+    titles = []
+    drawn = app.gradcam_grid
+    monkeypatch.setattr(
+        app, "gradcam_grid", lambda *args, **kwargs: titles.extend(kwargs["titles"]) or drawn(*args, **kwargs)
+    )
+    answer = explorer.explain(None, "a rocket", explorer.default, ["gradcam"], ["layer4"], top=10)
+    assert sorted(answer.top_classes) == sorted(SHORT_NAMES), "every class by the name the book's figures use"
+    predicted = next(iter(answer.top_classes))
+    assert titles == [f"gradcam: {predicted} {answer.top_classes[predicted]:.0%}"]
+    assert answer.message.startswith(f"**a rocket**: {predicted} (")
+
+
+def test_the_preview_is_the_32x32_input_that_explain_shows_and_needs_no_network(cat, tmp_path):
+    path = tmp_path / "my-cat.png"
+    Image.fromarray(cat).save(path)
+    fresh = app.Explorer()
+    seen = fresh.preview(path, "a rocket")  # the upload wins, as in explain
+    assert not fresh._networks, "the preview loaded a network"
+    np.testing.assert_array_equal(seen, fresh.explain(path, None, fresh.default, ["gradcam"], ["layer4"]).seen)
+    assert fresh.preview(None, "Chelsea the cat").shape == (192, 192, 3)
+    (tmp_path / "notes.txt").write_text("not a photo\n")
+    assert fresh.preview(tmp_path / "notes.txt", None) is None and fresh.preview(None, None) is None
+
+
+def test_choosing_a_photo_shows_its_32x32_input_before_the_network_answers(explorer):
+    pytest.importorskip("gradio")
+    page = app.build(explorer)
+    ids = {block.elem_id: block._id for block in page.blocks.values() if getattr(block, "elem_id", None)}
+    steps = list(page.fns.values())
+    for trigger in ((ids["photo"], "upload"), (ids["sample"], "input")):
+        (step,) = [step for step in steps if trigger in step.targets]
+        chain = []
+        while step is not None:
+            chain.append(step)
+            step = next((then for then in steps if then.trigger_after == step._id), None)
+        shown = [[block.elem_id for block in step.outputs] for step in chain]
+        previews = [i for i, outputs in enumerate(shown) if outputs == ["seen"]]
+        answers = [i for i, outputs in enumerate(shown) if "overlays" in outputs]
+        assert previews and answers and previews[0] < answers[0], f"{trigger[1]}: the steps' outputs are {shown}"
+        assert chain[previews[0]].fn == explorer.preview
+        progress = [block.elem_id for block in chain[answers[0]].show_progress_on or chain[answers[0]].outputs]
+        assert "seen" not in progress, "the answer's progress animation hides the preview"
 
 
 def test_an_uploaded_file_wins_over_the_sample(explorer, cat, tmp_path):

@@ -138,13 +138,13 @@ def cat_photo(tmp_path_factory) -> tuple[Path, str]:
     from skimage import data as samples
 
     from eva9 import app, models, photos
-    from eva9.constants import CLASSES
+    from eva9.constants import SHORT_NAMES
 
     path = tmp_path_factory.mktemp("photos") / "my-cat.jpg"
     Image.fromarray(samples.chelsea()).save(path, quality=92)
     with torch.no_grad():
         logits = models.resnet18(weights=app.Explorer().default, progress=False).eval()(photos.photo_batch([path]))
-    return path, CLASSES[int(logits.argmax())]
+    return path, SHORT_NAMES[int(logits.argmax())]
 
 
 def test_an_uploaded_photo_shows_its_top_class_and_the_overlays(page, cat_photo):
