@@ -170,6 +170,7 @@ def _chosen_profile(name: str | None, quiet: bool) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from .train import RunFolder, fit, profile, prune
+    from .train.distributed import is_main_process
 
     overrides = _config_overrides(args)
 
@@ -197,6 +198,8 @@ def _train(args: argparse.Namespace) -> int:
             flush=True,
         )
     history = fit(config, out=out, resume=args.resume, progress=None, quiet=args.quiet).history
+    if not is_main_process():  # under torchrun rank 0 alone reports, logs figures and prunes
+        return 0
     last = history.epochs[-1]
     print(
         f"final test accuracy: {100 * last['test_acc']:.2f} % (test loss {last['test_loss']:.4f}, "
