@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
 from collections.abc import Iterator
 from typing import Any, Callable, NamedTuple, TypeVar
 
@@ -33,6 +35,8 @@ __all__ = [
     "world",
     "is_main_process",
     "StoppedWithMain",
+    "GroupStopped",
+    "peers_watched",
     "process_group",
     "from_main",
     "check_world",
@@ -78,6 +82,49 @@ class StoppedWithMain(SystemExit):
 
     def __init__(self) -> None:
         super().__init__(1)
+
+
+class GroupStopped(RuntimeError):
+    """Another process of the group died, or torchrun stopped this one because of it; the message says what to do."""
+
+
+def _lost_peer(error: RuntimeError) -> bool:
+    """Whether ``error`` is a collective failing because a peer is gone (gloo reports a plain RuntimeError)."""
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(
+        sign in text for sign in ("gloo/transport", "Connection reset", "Connection closed", "NCCL")
+    )
+
+
+@contextlib.contextmanager
+def peers_watched(group: World, finished: Callable[[], int], out: Any) -> Iterator[None]:
+    """In a group, turn a peer's death (a failing collective) or torchrun's SIGTERM into :class:`GroupStopped`,
+    which names the epochs ``out`` keeps and how to continue; alone, nothing."""
+    if group.size == 1:
+        yield
+        return
+
+    def message(why: str) -> str:
+        epochs = finished()
+        kept = f"{out} keeps the checkpoint of epoch {epochs}" if out is not None and epochs else "no epoch was saved"
+        return (
+            f"rank {group.rank} of {group.size}: {why}, so the group stopped; {kept}. Continue it with resume=True, at "
+            "this or another world size (torchrun's report names the process that failed)"
+        )
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise GroupStopped(message("torchrun stopped this process (SIGTERM) after another one failed"))
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    except RuntimeError as error:
+        if isinstance(error, GroupStopped) or not _lost_peer(error):
+            raise
+        gloo = re.sub(r"^\[[^\]]*\]\s*", "", str(error).splitlines()[0]).split(". ")[0]  # "[pair.cc:545] Read error..."
+        raise GroupStopped(message(f"another process is gone ({gloo[:160]})")) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -188,9 +235,8 @@ def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
             replacement = GroupBatchNorm2d(
                 child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
             )
-            replacement.load_state_dict(child.state_dict())
-            if child.affine:
-                replacement.weight, replacement.bias = child.weight, child.bias  # the optimizer's own tensors
+            for key, tensor in {**dict(child.named_parameters(recurse=False)), **dict(child.named_buffers())}.items():
+                setattr(replacement, key, tensor)  # the very tensors (the optimizer's), not copies
             replacement.train(child.training)
             setattr(model, name, replacement)
         else:

@@ -344,7 +344,8 @@ def fit(
         if folder is not None:
             folder.begin(config, history, training=start_epoch <= config.epochs)
         preds, bar = None, _want_progress(progress) and not quiet
-        with EpochLogger(config.tensorboard if group.is_main else None) as logger:  # no-op without a folder
+        watched = distributed.peers_watched(group, lambda: len(history), out)  # a lost peer: a clear message
+        with watched, EpochLogger(config.tensorboard if group.is_main else None) as logger:  # no-op without a folder
             for epoch in range(start_epoch, config.epochs + 1):
                 record, preds = _epoch(trained, parts, train_loader, test_loader, device, epoch, bar, group)
                 train_seconds += record["seconds"]
