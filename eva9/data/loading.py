@@ -183,7 +183,7 @@ class EpochSampler(Sampler):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must lie in 0..{world_size - 1}, not {rank}")
         self.size, self.seed, self.epoch = int(size), int(seed), 0
-        self.rank, self.world_size, self.batch_size = int(rank), int(world_size), batch_size
+        self.rank, self.world_size, self.batch_size = int(rank), int(world_size), int(batch_size or 0)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch (0-based) the next pass draws its order and seeds for."""
@@ -192,7 +192,7 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         if self.world_size == 1:
             return self.size
-        return self.size // self.batch_size * self.batch_size // self.world_size  # type: ignore[operator]
+        return self.size // self.batch_size * self.batch_size // self.world_size
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -200,7 +200,7 @@ class EpochSampler(Sampler):
         order = rng.permutation(self.size)
         seeds = rng.integers(0, 2**63 - 1, size=self.size)  # seeds[i]: the augmentation seed of item i this epoch
         if self.world_size > 1:  # [steps, world_size, slice]: this rank's slice of every whole global batch
-            steps = self.size // self.batch_size  # type: ignore[operator]
+            steps = self.size // self.batch_size
             order = order[: steps * self.batch_size].reshape(steps, self.world_size, -1)[:, self.rank].reshape(-1)
         return iter(list(zip(order.tolist(), seeds[order].tolist())))
 
@@ -245,7 +245,7 @@ def _loader_options(batch_size: int, workers: int | None, device: str | torch.de
     )
 
 
-def _test_set(path: Path | None, transform, per_class: int | None, seed: int, download: bool | None) -> Dataset:
+def _test_set(path: Path | None, transform, per_class: int | None, seed: int, download: bool | None) -> CIFAR10Dataset:
     test = cifar10("test", path, download=download)
     if per_class is not None:
         test = cast(CIFAR10Dataset, per_class_subset(test, per_class, seed))  # a CIFAR10Dataset gives one

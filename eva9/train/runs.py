@@ -16,7 +16,7 @@ import os
 import random
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -303,6 +303,10 @@ def fit(
     unread) and starts a run where there is none; ``TrainConfig.RESUMABLE`` fields may change, and ``epochs`` may
     grow under a constant schedule. ``progress``: a tqdm bar per epoch (None = on a terminal or in a notebook);
     ``quiet``: no bars or lines. ``train_loader``/``test_loader`` replace the loaders the config describes.
+
+    Under torchrun every process calls ``fit`` alike (``torchrun -m eva9 train`` does): rank 0 alone opens ``out``,
+    prints and decides (its config and checkpoint are every rank's), each rank trains its slice of every global
+    batch in ``DistributedDataParallel``, and every rank returns the same run (:mod:`eva9.train.distributed`).
     """
     group = distributed.world()  # rank 0 of 1 without torchrun
     if resume and out is None:
@@ -323,9 +327,12 @@ def fit(
             distributed.check_world(chosen, group)
             return chosen, checkpoint, None
 
+        given = config
         config, checkpoint, finished = distributed.from_main(group, plan)
         if finished is not None:
             return finished if group.is_main else _run_like(finished, model)
+        if not group.is_main and given is not None:
+            config = config.replace(data_dir=given.data_dir)  # rank 0's recipe, read from this machine's copy
         device = distributed.device_for(group, pick_device(config.device))
         seed_everything(config.seed)
         model = model if model is not None else build_model(config.model)
@@ -334,8 +341,16 @@ def fit(
             model = distributed.sync_batchnorm(model, device)
         parts = _training_parts(model, config, device, len(train_loader))
         data = _data_fingerprint(train_loader, test_loader)
+        if distributed.from_main(group, lambda: data) != data:  # every rank must train on rank 0's images
+            raise RunFolderError(
+                f"rank {group.rank}'s data ({config.data_dir or 'EVA9_DATA_DIR'}) differs from rank 0's: {data}. "
+                "Give every machine the same CIFAR-10 copy (data_dir, or EVA9_DATA_DIR)"
+            )
         if checkpoint is not None:
-            distributed.from_main(group, lambda: folder and _check_same_machine_and_data(checkpoint, data, folder))
+            # rank 0 compares the data with the checkpoint's; the others wait for its verdict
+            distributed.from_main(
+                group, lambda: _check_same_machine_and_data(checkpoint, data, cast(RunFolder, folder))
+            )
         history, train_seconds = _restore(checkpoint, model, parts, train_loader)
         trained = distributed.wrap(model, device, group)  # DDP in a group; `model` is what is saved and evaluated
         start_epoch = len(history) + 1
