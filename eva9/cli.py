@@ -134,6 +134,11 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     parser.add_argument(
+        "--no-sync-batchnorm",
+        action="store_true",
+        help="under torchrun: each process's BatchNorm normalises its own slice of the batch (faster; another network)",
+    )
+    parser.add_argument(
         "--tensorboard", metavar="DIR", help="log each epoch to TensorBoard in DIR; at the end, two figures"
     )
 
@@ -153,6 +158,8 @@ def _config_overrides(args: argparse.Namespace) -> dict:
         overrides["amp"] = False
     if getattr(args, "compile", False):
         overrides["compile"] = True
+    if getattr(args, "no_sync_batchnorm", False):
+        overrides["sync_batchnorm"] = False
     return overrides
 
 

@@ -290,3 +290,34 @@ def test_torchrun_eva9_train_refuses_a_batch_that_does_not_divide_in_one_line(fa
     assert "--batch-size 15 does not divide by the world size 2" in errors[0]
     assert done.stdout.count("eva9 train: profile smoke") == 1  # rank 0 alone prints
     assert not out.exists()
+
+
+def test_synchronised_batchnorm_keeps_the_tensors_and_is_batchnorm_outside_a_group():
+    from eva9.models import resnet18
+    from eva9.train.distributed import GroupBatchNorm2d, sync_batchnorm
+
+    torch.manual_seed(0)
+    plain = resnet18()
+    synced = resnet18()
+    before = dict(synced.named_parameters())
+    synced = sync_batchnorm(synced, torch.device("cpu"))
+    synced.load_state_dict(plain.state_dict())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in synced.modules())
+    assert sum(isinstance(m, GroupBatchNorm2d) for m in synced.modules()) == 20
+    assert synced.state_dict().keys() == plain.state_dict().keys()
+    assert all(tensor is before[name] for name, tensor in synced.named_parameters())  # the optimizer's own
+    x = torch.randn(4, 3, 32, 32)
+    for mode in (True, False):
+        plain.train(mode), synced.train(mode)
+        assert torch.equal(synced(x), plain(x))  # alone, training or not: BatchNorm itself
+
+
+def test_the_command_line_can_turn_batchnorm_synchronisation_off():
+    from eva9.cli import _config_overrides, build_parser
+
+    args = build_parser().parse_args(["train", "--no-sync-batchnorm"])
+    assert _config_overrides(args)["sync_batchnorm"] is False
+    assert "sync_batchnorm" not in _config_overrides(build_parser().parse_args(["train"]))
+    assert profile("smoke").sync_batchnorm is True
+    with pytest.raises(ValueError, match="sync_batchnorm"):
+        profile("smoke", sync_batchnorm="yes")
