@@ -314,15 +314,18 @@ def fit(
     folder = RunFolder(out) if out is not None and group.is_main else None  # rank 0 alone opens it
     quiet = quiet or not group.is_main
     with distributed.process_group(group), contextlib.ExitStack() as held:
+        finished_here: list[Run] = []  # rank 0's finished run, returned as it is
 
-        def plan() -> tuple[TrainConfig, dict | None, Run | None]:  # on rank 0 only; every rank gets its result
+        def plan() -> tuple[TrainConfig, dict | None, tuple[dict, History] | None]:
+            """On rank 0 only (every rank gets the result): the config, the checkpoint, a finished run's state."""
             if group.size > 1 and (train_loader is not None or test_loader is not None):
                 raise ValueError("under torchrun fit builds each process's loaders from the config; pass none")
             if folder is not None:
                 held.enter_context(folder.lock())  # held until training ends
             if _finished_as_is(folder, config, resume, quiet):
-                finished = _read_run(folder, model)  # type: ignore[arg-type]
-                return finished.config, None, finished
+                finished_here.append(_read_run(folder, model))  # type: ignore[arg-type]
+                run = finished_here[0]
+                return run.config, None, (run.model.state_dict(), run.history)
             chosen, checkpoint = _start(folder, config, resume)
             distributed.check_world(chosen, group)
             return chosen, checkpoint, None
@@ -330,7 +333,7 @@ def fit(
         given = config
         config, checkpoint, finished = distributed.from_main(group, plan)
         if finished is not None:
-            return finished if group.is_main else _run_like(finished, model)
+            return finished_here[0] if group.is_main else _run_like(config, *finished, model)
         if not group.is_main and given is not None:
             config = config.replace(data_dir=given.data_dir)  # rank 0's recipe, read from this machine's copy
         device = distributed.device_for(group, pick_device(config.device))
@@ -380,11 +383,11 @@ def fit(
     return Run(model.eval(), config, history)
 
 
-def _run_like(run: Run, model: nn.Module | None) -> Run:
+def _run_like(config: TrainConfig, state: dict, history: History, model: nn.Module | None) -> Run:
     """Rank 0's finished run on another rank: its weights in ``model`` (default: a new ``config.model``)."""
-    model = model.cpu() if model is not None else build_model(run.config.model)
-    model.load_state_dict(run.model.state_dict())
-    return Run(model.eval(), run.config, run.history)
+    model = model.cpu() if model is not None else build_model(config.model)
+    model.load_state_dict(state)
+    return Run(model.eval(), config, history)
 
 
 def prune(out: str | os.PathLike) -> int:
