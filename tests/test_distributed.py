@@ -233,6 +233,10 @@ def test_a_killed_rank_ends_the_group_and_the_run_resumes_at_either_world_size(f
     assert done.returncode == 0, done.stderr[-3000:]
     for resumed in (again_two, again_one):
         _assert_same_run(resumed, two_processes[0])
+    before = {p.name: p.stat().st_mtime_ns for p in again_two.iterdir()}
+    done = _run(_torchrun(str(SCRIPT), str(fake_cifar), str(again_two), "--resume"))  # finished: nothing to do
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in again_two.iterdir()} == before
 
 
 @distributed
