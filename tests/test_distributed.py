@@ -325,3 +325,18 @@ def test_the_command_line_can_turn_batchnorm_synchronisation_off():
     assert profile("smoke").sync_batchnorm is True
     with pytest.raises(ValueError, match="sync_batchnorm"):
         profile("smoke", sync_batchnorm="yes")
+
+
+def test_fit_builds_each_ranks_slices_on_the_device_path_too(tiny_folder):
+    from eva9.train.parts import _loaders
+
+    config = profile("smoke", batch_size=10, train_per_class=4, test_per_class=2, workers=0, device="cpu")
+    config = config.replace(data_dir=str(tiny_folder), augment_on="device")
+    alone = list(_loaders(config, torch.device("cpu"))[0])
+    ranks = [_loaders(config, torch.device("cpu"), rank, 2) for rank in (0, 1)]
+    assert [type(train).__name__ for train, _ in ranks] == ["DeviceBatches"] * 2
+    passes = [list(train) for train, _ in ranks]  # each pass is the next epoch: one each
+    for step, (images, labels) in enumerate(alone):
+        assert torch.equal(torch.cat([batches[step][0] for batches in passes]), images)
+        assert torch.equal(torch.cat([batches[step][1] for batches in passes]), labels)
+    assert [list(test.sampler) for _, test in ranks] == [list(range(10)), list(range(10, 20))]
