@@ -34,8 +34,9 @@ SCRIPT = REPO / "tests" / "distributed_script.py"
 WEIGHT_TOLERANCE = 1e-4
 """The largest absolute difference allowed between the final weights (and BatchNorm statistics) of runs at two
 world sizes: the float32 sums run in another order (measured: 2.5e-6)."""
-LOSS_TOLERANCE = 1e-3
-"""Relative difference allowed between two world sizes' per-epoch training losses (measured: 2e-8)."""
+LOSS_TOLERANCE = 1e-5
+"""Relative difference allowed between two world sizes' per-epoch training losses (the issue asks for 1e-3; measured:
+2e-8; without synchronised BatchNorm the test losses differ by 1.7e-5 on this fake data, and the test fails)."""
 TIMEOUT = 180
 
 distributed = pytest.mark.distributed
