@@ -5,7 +5,8 @@ no loader workers) and the wall seconds of each epoch are read from the run's ``
 sharded evaluation, without the processes' start. The contestants alternate (one, two, two, one, ...) so that a
 shared machine's changing load hits both alike. On a CPU both use the same cores: one process with torch's
 threads, or two processes of one thread each (torchrun sets ``OMP_NUM_THREADS=1``) that also exchange gradients and
-BatchNorm statistics through gloo. It measures that overhead, not a speed-up: scaling needs one GPU per process.
+BatchNorm statistics through gloo; a third contestant is one process on one thread. On a CPU this measures the
+cost of the exchange (and of the threads), not a speed-up: scaling needs one GPU per process.
 
     python benchmarks/bench_distributed.py [--rounds 2] [--epochs 1] [--train-per-class 50]
 """
@@ -34,8 +35,13 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def train(processes: int, out: Path, args: argparse.Namespace) -> list[float]:
-    """Train one run with ``processes`` processes; the seconds of each of its epochs."""
+CONTESTANTS = {"1 process": (1, None), "1 process, 1 thread": (1, "1"), "2 gloo processes": (2, None)}
+"""Name: (processes, OMP_NUM_THREADS). torch's default threads in one process (2 on a 2-core CPU); the same run
+on one thread, which is what each of torchrun's processes gets; and 2 processes under torchrun."""
+
+
+def train(processes: int, threads: str | None, out: Path, args: argparse.Namespace) -> list[float]:
+    """Train one run with ``processes`` processes (``threads``: OMP_NUM_THREADS); the seconds of its epochs."""
     launcher = [sys.executable, "-m", "eva9"] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
         "--master-addr", "127.0.0.1", "--master-port", _free_port(), "-m", "eva9",
@@ -44,6 +50,9 @@ def train(processes: int, out: Path, args: argparse.Namespace) -> list[float]:
                str(args.train_per_class), "--test-per-class", str(args.test_per_class), "--workers", "0",
                "--device", "cpu", "--quiet", "--out", str(out)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("OMP_NUM_THREADS", None)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = threads
     subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, timeout=3600)
     return [epoch["seconds"] for epoch in json.loads((out / "history.json").read_text())["epochs"]]
 
@@ -56,13 +65,14 @@ def main() -> None:
     parser.add_argument("--test-per-class", type=int, default=25)
     parser.add_argument("--out", type=Path, default=common.RESULTS, help="folder for distributed.json")
     args = parser.parse_args()
-    seconds: dict[str, list[float]] = {"1 process": [], "2 gloo processes": []}
+    seconds: dict[str, list[float]] = {name: [] for name in CONTESTANTS}
     with tempfile.TemporaryDirectory() as scratch:
         for round_ in range(args.rounds):
-            order = [1, 2] if round_ % 2 == 0 else [2, 1]
-            for processes in order:
-                name = "1 process" if processes == 1 else "2 gloo processes"
-                seconds[name] += train(processes, Path(scratch) / f"{round_}-{processes}", args)
+            for name in CONTESTANTS if round_ % 2 == 0 else list(CONTESTANTS)[::-1]:
+                processes, threads = CONTESTANTS[name]
+                seconds[name] += train(
+                    processes, threads, Path(scratch) / f"{round_}-{list(CONTESTANTS).index(name)}", args
+                )
                 print(f"round {round_ + 1}: {name}: {seconds[name][-args.epochs :]}", flush=True)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     measurements = {
@@ -70,12 +80,14 @@ def main() -> None:
         "seconds_per_epoch": seconds,
         "median_seconds_per_epoch": medians,
         "two_over_one": medians["2 gloo processes"] / medians["1 process"],
+        "two_over_one_thread": medians["2 gloo processes"] / medians["1 process, 1 thread"],
     }
     settings = {key: value for key, value in vars(args).items() if key != "out"}
     common.record("distributed", settings, measurements, out=args.out)
     for name, median in medians.items():
-        print(f"{name:>18}: {median:7.1f} s per epoch (median of {len(seconds[name])})")
+        print(f"{name:>20}: {median:7.1f} s per epoch (median of {len(seconds[name])})")
     print(f"2 processes / 1 process: {measurements['two_over_one']:.2f}x the wall time per epoch")
+    print(f"2 processes / 1 process on 1 thread: {measurements['two_over_one_thread']:.2f}x")
 
 
 if __name__ == "__main__":
