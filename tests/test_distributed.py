@@ -123,18 +123,22 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def fake_cifar(tmp_path_factory) -> Path:
-    """A fake CIFAR-10 image folder: 8 training and 4 test images per class."""
+def _fake_cifar(root: Path, offset: int = 0) -> Path:
+    """A fake CIFAR-10 image folder: 8 training and 4 test images per class (``offset``: other images)."""
     from PIL import Image
 
-    root = tmp_path_factory.mktemp("fake-cifar")
-    for split, n, first in (("train", 8, 0), ("test", 4, 500)):
+    for split, n, first in (("train", 8, offset), ("test", 4, offset + 500)):
         for label, name in enumerate(CLASSES):
             (root / split / name).mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(fake_image(label, first + i)).save(root / split / name / f"{i:04d}.png")
     return root
+
+
+@pytest.fixture(scope="module")
+def fake_cifar(tmp_path_factory) -> Path:
+    """A fake CIFAR-10 image folder: 8 training and 4 test images per class."""
+    return _fake_cifar(tmp_path_factory.mktemp("fake-cifar"))
 
 
 @pytest.fixture(scope="module")
@@ -240,46 +244,39 @@ def test_a_killed_rank_ends_the_group_and_the_run_resumes_at_either_world_size(f
     assert {p.name: p.stat().st_mtime_ns for p in again_two.iterdir()} == before
 
 
-@distributed
-def test_two_nodes_meet_at_a_c10d_rendezvous_on_loopback(fake_cifar, one_process, tmp_path):
-    out, endpoint = tmp_path / "run", f"127.0.0.1:{_free_port()}"
-    nodes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nnodes",
-                "2",
-                "--nproc-per-node",
-                "1",
-                "--node-rank",
-                str(rank),
-                "--rdzv-backend",
-                "c10d",
-                "--rdzv-endpoint",
-                endpoint,
-                "--rdzv-id",
-                "eva9-test",
-                str(SCRIPT),
-                str(fake_cifar),
-                str(out),
-            ],
-            env=_env(),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        for rank in (0, 1)
-    ]
+def _two_nodes(data: list[Path], out: Path) -> tuple[list[int], str]:
+    """Two torchrun launchers of one process each, meeting at a c10d rendezvous on 127.0.0.1, each reading its own
+    data folder: their exit codes and their output."""
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = []
+    for rank in (0, 1):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
+        command += ["--node-rank", str(rank), "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint]
+        command += ["--rdzv-id", "eva9-test", str(SCRIPT), str(data[rank]), str(out)]
+        nodes.append(subprocess.Popen(command, env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     try:
         reports = [node.communicate(timeout=TIMEOUT)[0].decode() for node in nodes]
     finally:
         for node in nodes:
             if node.poll() is None:
                 node.kill()
-    assert [node.returncode for node in nodes] == [0, 0], reports
-    _assert_same_run(out, one_process)
+    return [node.returncode for node in nodes], "\n".join(reports)
+
+
+@distributed
+def test_two_nodes_meet_at_a_c10d_rendezvous_on_loopback(fake_cifar, one_process, tmp_path):
+    codes, report = _two_nodes([fake_cifar, fake_cifar], tmp_path / "run")
+    assert codes == [0, 0], report[-3000:]
+    _assert_same_run(tmp_path / "run", one_process)
+
+
+@distributed
+def test_a_node_with_other_data_is_refused(fake_cifar, tmp_path):
+    other = _fake_cifar(tmp_path / "other", offset=1000)
+    codes, report = _two_nodes([fake_cifar, other], tmp_path / "run")
+    assert codes[0] != 0 and codes[1] != 0
+    assert "differs from rank 0's" in report, report[-3000:]
+    assert not (tmp_path / "run").exists()  # rank 0 had written nothing yet
 
 
 @distributed

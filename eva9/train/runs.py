@@ -344,10 +344,12 @@ def fit(
             model = distributed.sync_batchnorm(model, device)
         parts = _training_parts(model, config, device, len(train_loader))
         data = _data_fingerprint(train_loader, test_loader)
-        if distributed.from_main(group, lambda: data) != data:  # every rank must train on rank 0's images
+        main_data = distributed.from_main(group, lambda: data)
+        if main_data != data:  # every rank must train and test on rank 0's images
+            changed = [split for split in ("train", "test") if (main_data or {}).get(split) != (data or {}).get(split)]
             raise RunFolderError(
-                f"rank {group.rank}'s data ({config.data_dir or 'EVA9_DATA_DIR'}) differs from rank 0's: {data}. "
-                "Give every machine the same CIFAR-10 copy (data_dir, or EVA9_DATA_DIR)"
+                f"rank {group.rank}'s {' and '.join(changed) or 'loader'} data ({config.data_dir or '$EVA9_DATA_DIR'})"
+                " differs from rank 0's. Give every machine the same CIFAR-10 copy (data_dir, or EVA9_DATA_DIR)"
             )
         if checkpoint is not None:
             # rank 0 compares the data with the checkpoint's; the others wait for its verdict
