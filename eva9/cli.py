@@ -134,6 +134,11 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     parser.add_argument(
+        "--no-sync-batchnorm",
+        action="store_true",
+        help="under torchrun: each process's BatchNorm normalises its own slice of the batch (faster; another network)",
+    )
+    parser.add_argument(
         "--tensorboard", metavar="DIR", help="log each epoch to TensorBoard in DIR; at the end, two figures"
     )
 
@@ -153,6 +158,8 @@ def _config_overrides(args: argparse.Namespace) -> dict:
         overrides["amp"] = False
     if getattr(args, "compile", False):
         overrides["compile"] = True
+    if getattr(args, "no_sync_batchnorm", False):
+        overrides["sync_batchnorm"] = False
     return overrides
 
 
@@ -170,6 +177,7 @@ def _chosen_profile(name: str | None, quiet: bool) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from .train import RunFolder, fit, profile, prune
+    from .train.distributed import is_main_process
 
     overrides = _config_overrides(args)
 
@@ -197,6 +205,8 @@ def _train(args: argparse.Namespace) -> int:
             flush=True,
         )
     history = fit(config, out=out, resume=args.resume, progress=None, quiet=args.quiet).history
+    if not is_main_process():  # under torchrun rank 0 alone reports, logs figures and prunes
+        return 0
     last = history.epochs[-1]
     print(
         f"final test accuracy: {100 * last['test_acc']:.2f} % (test loss {last['test_loss']:.4f}, "

@@ -21,11 +21,13 @@ from .device_batches import Augmentation, DeviceBatches, augment_batch, augmenta
 from .loading import (
     EpochSampler,
     channel_stats,
+    check_shardable,
     default_workers,
     jpeg_copy,
     loaders,
     per_class_subset,
     pixel_difference,
+    shard_of,
     test_loader,
 )
 
@@ -47,6 +49,8 @@ __all__ = [
     "per_class_subset",
     "default_workers",
     "EpochSampler",
+    "check_shardable",
+    "shard_of",
     "loaders",
     "test_loader",
     "Augmentation",

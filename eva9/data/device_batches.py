@@ -144,7 +144,8 @@ class DeviceBatches:
 
     Iterates like the workers' training loader: its :attr:`sampler` is an :class:`EpochSampler` (``fit`` sets its
     epoch), batches of ``batch_size`` with the last partial one dropped, each a (float32 images, int64 labels)
-    pair on ``device``.
+    pair on ``device``. With ``world_size`` > 1, as :func:`~eva9.data.loaders`: ``batch_size`` is the global batch
+    and each batch is process ``rank``'s slice of it (:attr:`batch_size` is then that slice's size).
     """
 
     drop_last = True
@@ -158,6 +159,8 @@ class DeviceBatches:
         seed: int = 0,
         device: str | torch.device | None = None,
         augmentation: Augmentation | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if images.ndim != 4 or images.dtype != np.uint8:
             raise ValueError(f"DeviceBatches needs uint8 NHWC images, not {images.dtype} of shape {images.shape}")
@@ -166,8 +169,8 @@ class DeviceBatches:
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(self.device)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
-        self.batch_size = int(batch_size)
-        self.sampler = EpochSampler(len(images), seed)
+        self.sampler = EpochSampler(len(images), seed, rank=rank, world_size=world_size, batch_size=batch_size)
+        self.batch_size = int(batch_size) // world_size
         self.augmentation = augmentation_of() if augmentation is None else augmentation
 
     def __len__(self) -> int:

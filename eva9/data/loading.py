@@ -23,6 +23,8 @@ __all__ = [
     "per_class_subset",
     "default_workers",
     "EpochSampler",
+    "check_shardable",
+    "shard_of",
     "loaders",
     "test_loader",
 ]
@@ -136,8 +138,12 @@ def default_workers() -> int:
     A GPU consumes augmented images faster than a core makes them (about 3,000 images/s per worker with eva9's
     Albumentations pipeline), so the loader takes every core the training loop does not need: 15 workers on a
     16-core GPU machine, 1 on a 2-core one. 32 is more than one GPU needs; more would only cost memory and start-up.
+    Under torchrun the cores are shared among the training processes it started on this machine
+    (``LOCAL_WORLD_SIZE``): 8 processes on 16 cores take 1 worker each.
     """
-    return max(1, min(32, _usable_cores() - 1))
+    local = os.environ.get("LOCAL_WORLD_SIZE", "")
+    processes = int(local) if local.isdigit() and int(local) > 0 else 1
+    return max(1, min(32, _usable_cores() // processes - 1))
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -159,26 +165,66 @@ class EpochSampler(Sampler):
     transform before augmenting the image. So neither the number of loader workers nor resuming a run in a new
     process changes a single pixel of any batch. Every pass advances the epoch by one; call :meth:`set_epoch`
     before iterating to choose it (``fit`` does, so a resumed run continues at the right epoch).
+
+    With ``world_size`` > 1 (one of several processes training together, see :mod:`eva9.train.distributed`) it
+    yields only process ``rank``'s part of each whole global batch of ``batch_size``: the one-process order cut
+    into global batches, each cut into ``world_size`` equal consecutive slices. Batches of
+    ``batch_size // world_size`` drawn from it are, step by step, this process's slice of the very batch a
+    one-process run takes, with the same augmentation seeds; the last partial global batch is dropped.
     """
 
-    def __init__(self, size: int, seed: int = 0) -> None:
+    def __init__(
+        self, size: int, seed: int = 0, *, rank: int = 0, world_size: int = 1, batch_size: int | None = None
+    ) -> None:
         if size < 1:
             raise ValueError(f"EpochSampler needs at least one item, not {size}")
+        if world_size > 1:
+            check_shardable(batch_size or 0, world_size, size)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in 0..{world_size - 1}, not {rank}")
         self.size, self.seed, self.epoch = int(size), int(seed), 0
+        self.rank, self.world_size, self.batch_size = int(rank), int(world_size), int(batch_size or 0)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch (0-based) the next pass draws its order and seeds for."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self.size
+        if self.world_size == 1:
+            return self.size
+        return self.size // self.batch_size * self.batch_size // self.world_size
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         order = rng.permutation(self.size)
         seeds = rng.integers(0, 2**63 - 1, size=self.size)  # seeds[i]: the augmentation seed of item i this epoch
+        if self.world_size > 1:  # [steps, world_size, slice]: this rank's slice of every whole global batch
+            steps = self.size // self.batch_size
+            order = order[: steps * self.batch_size].reshape(steps, self.world_size, -1)[:, self.rank].reshape(-1)
         return iter(list(zip(order.tolist(), seeds[order].tolist())))
+
+
+def check_shardable(batch_size: int, world_size: int, train_size: int, test_size: int | None = None) -> None:
+    """Refuse, in one line, a global batch that does not divide by the world size or a world size larger than the
+    data (each process needs a slice of every batch and a share of the test images)."""
+    for what, size in (("training set", train_size), ("test set", test_size)):
+        if size is not None and world_size > size:
+            raise ValueError(
+                f"world size {world_size} is larger than the {what} ({size} images): every process needs some of "
+                "it. Start fewer processes (torchrun --nproc-per-node) or use more images"
+            )
+    if batch_size < 1 or batch_size % world_size:
+        raise ValueError(
+            f"batch_size={batch_size} does not divide by the world size {world_size}: each of the {world_size} "
+            "processes takes an equal slice of every global batch. Choose a multiple of "
+            f"{world_size} or start another number of processes"
+        )
+
+
+def shard_of(size: int, rank: int, world_size: int) -> range:
+    """The items ``rank`` of ``world_size`` processes evaluates: a contiguous block (sizes differ by at most one)."""
+    return range(rank * size // world_size, (rank + 1) * size // world_size)
 
 
 def _loader_options(batch_size: int, workers: int | None, device: str | torch.device | None) -> dict[str, Any]:
@@ -199,7 +245,7 @@ def _loader_options(batch_size: int, workers: int | None, device: str | torch.de
     )
 
 
-def _test_set(path: Path | None, transform, per_class: int | None, seed: int, download: bool | None) -> Dataset:
+def _test_set(path: Path | None, transform, per_class: int | None, seed: int, download: bool | None) -> CIFAR10Dataset:
     test = cifar10("test", path, download=download)
     if per_class is not None:
         test = cast(CIFAR10Dataset, per_class_subset(test, per_class, seed))  # a CIFAR10Dataset gives one
@@ -241,6 +287,8 @@ def loaders(
     seed: int = 0,
     device: str | torch.device | None = None,
     download: bool | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[DataLoader, DataLoader]:
     """Train and test DataLoaders: train shuffled (seeded) with drop_last, test in order.
 
@@ -248,12 +296,19 @@ def loaders(
     stratified subset (seeded with ``seed``). The train loader draws from an :class:`EpochSampler`: the same seed
     gives the same batches, augmentation included, pixel for pixel, whatever the number of workers; pass ``n``
     over the loader is epoch ``n`` (0-based) unless ``train_loader.sampler.set_epoch`` chooses another.
+
+    ``world_size`` > 1: the loaders of process ``rank`` of a group training together. ``batch_size`` stays the
+    global batch: each training batch is this process's ``batch_size // world_size`` slice of the one-process
+    batch (:class:`EpochSampler`), and the test loader holds its block of the test set (:func:`shard_of`, its
+    ``sampler``); both keep the whole datasets as ``.dataset``.
     """
     options = _loader_options(batch_size, workers, device)
     path = dataset_root(root)
     train = cifar10("train", path, download=download)
     if train_per_class is not None:
         train = cast(CIFAR10Dataset, per_class_subset(train, train_per_class, seed))
+    if world_size > 1:
+        check_shardable(batch_size, world_size, len(train))
     if batch_size > len(train):
         raise ValueError(
             f"batch_size={batch_size} is larger than the training set ({len(train)} images"
@@ -264,15 +319,21 @@ def loaders(
     # Decode image files once, here, so that workers share the array instead of re-decoding every epoch.
     train.load_images()
     test = _test_set(path, test_transform, test_per_class, seed, download)
+    if world_size > 1:
+        check_shardable(batch_size, world_size, len(train), len(test))
 
     train_loader = DataLoader(
         train,
-        sampler=EpochSampler(len(train), seed),
+        sampler=EpochSampler(len(train), seed, rank=rank, world_size=world_size, batch_size=batch_size),
         drop_last=True,
         generator=torch.Generator().manual_seed(seed),
-        **options,
+        **{**options, "batch_size": batch_size // world_size},
     )
     test_loader = DataLoader(
-        test, shuffle=False, drop_last=False, generator=torch.Generator().manual_seed(seed), **options
+        test,
+        sampler=shard_of(len(test), rank, world_size),  # in order: all of it in one process
+        drop_last=False,
+        generator=torch.Generator().manual_seed(seed),
+        **options,
     )
     return train_loader, test_loader

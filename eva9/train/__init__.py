@@ -13,6 +13,8 @@ every public name importable from here:
 - :mod:`eva9.train.runs`: :func:`fit`, :func:`load_run`, :func:`prune`, checkpoints and resume;
 - :mod:`eva9.train.lr_range`: :func:`lr_find`, the learning-rate range test;
 - :mod:`eva9.train.tensorboard`: :class:`EpochLogger`, each epoch's numbers as TensorBoard scalars.
+- :mod:`eva9.train.distributed`: several processes under torchrun (process group, DDP, synchronised BatchNorm,
+  sharded evaluation), the thin layer :func:`fit` uses; its names stay in that module.
 
 The engine knows data and models and nothing above them: the analysis, the results, the plots and the book use it,
 never the other way round (the import-linter contracts in ``pyproject.toml``).

@@ -96,6 +96,11 @@ class TrainConfig:
     """Compile the model with ``torch.compile`` (``nn.Module.compile``, so the weights keep their names)."""
     tensorboard: str | None = None
     """A folder for TensorBoard event files (one record per epoch); None = none. Needs ``eva9[tensorboard]``."""
+    sync_batchnorm: bool = True
+    """With several processes (torchrun): BatchNorm's training statistics over the whole global batch, as one process
+    computes them (torch's ``SyncBatchNorm`` on GPUs, :class:`~eva9.train.distributed.GroupBatchNorm2d` on CPUs).
+    False: each process normalises its own slice (``batch_size / world size`` images), which is faster but trains
+    another network at each world size, and the running statistics saved are rank 0's. Alone: no effect."""
 
     # Fields that may differ when a run is resumed: they change where and how fast it runs, not what it computes.
     # ``epochs`` may also change (to extend a run) when the schedule is constant; see fit().
@@ -204,6 +209,8 @@ class TrainConfig:
             bad("compile", "must be True or False")
         if self.tensorboard is not None and not isinstance(self.tensorboard, str):
             bad("tensorboard", "must be None or a folder path string")
+        if not isinstance(self.sync_batchnorm, bool):
+            bad("sync_batchnorm", "must be True or False")
         return self
 
 

@@ -20,9 +20,10 @@ ResNet18 training step of 128 ran 1.14× faster channels-last (17.3 against 14.5
 2 torch threads; the issue's own A/B gave 1.26×). Other CPUs may differ: set ``TrainConfig.channels_last``."""
 
 
-def _loaders(config: TrainConfig, device: torch.device):
+def _loaders(config: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1):
     """The training and test loaders of ``config``: its data folder, batch size, workers, subsets, seed and where
-    it augments (``augment_on="device"``: :class:`~eva9.data.device_batches.DeviceBatches`)."""
+    it augments (``augment_on="device"``: :class:`~eva9.data.device_batches.DeviceBatches`); with ``world_size``
+    > 1, process ``rank``'s slices of them (:func:`eva9.data.loaders`)."""
     from ..data import loaders  # Albumentations loads only when a run needs data
 
     train, test = loaders(
@@ -33,13 +34,19 @@ def _loaders(config: TrainConfig, device: torch.device):
         test_per_class=config.test_per_class,
         seed=config.seed,
         device=device,
+        rank=rank,
+        world_size=world_size,
     )
     if config.augment_on == "device":  # the same images, held on the device and augmented there
         from ..data.device_batches import DeviceBatches
 
         subset: Any = train.dataset  # the loaders' own stratified subset, as a CIFAR10Dataset
         images, labels = subset.uint8_images(), subset.targets
-        return DeviceBatches(images, labels, batch_size=config.batch_size, seed=config.seed, device=device), test
+        batches = DeviceBatches(
+            images, labels, batch_size=config.batch_size, seed=config.seed, device=device, rank=rank,
+            world_size=world_size,
+        )  # fmt: skip
+        return batches, test
     return train, test
 
 

@@ -16,7 +16,7 @@ import os
 import random
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -26,10 +26,12 @@ from ..constants import SHORT_NAMES
 from ..metrics import class_accuracy, confusion_matrix
 from ..provenance import machine, versions
 from ..utils import pick_device, seed_everything
+from . import distributed
 from .config import TrainConfig, build_model, profile
+from .distributed import World
 from .folder import RUN_FILES, RunFolder, RunFolderError
 from .history import History
-from .loop import Predictions, _loss_and_accuracy, _want_progress, predict, train_one_epoch
+from .loop import Predictions, _loss_and_accuracy, _want_progress, train_one_epoch
 from .parts import _loaders, _training_parts, _TrainingParts
 from .tensorboard import EpochLogger
 
@@ -235,8 +237,9 @@ def _checkpoint(
     }
 
 
-def _epoch(model, parts: _TrainingParts, train_loader, test_loader, device, epoch: int, bar: bool):
-    """Train one epoch, then evaluate in float32: the epoch's history record and the test predictions."""
+def _epoch(model, parts: _TrainingParts, train_loader, test_loader, device, epoch: int, bar: bool, group: World):
+    """Train one epoch, then evaluate in float32: the epoch's history record and the test predictions. In a group,
+    ``model`` is the DDP-wrapped one: the record's loss, accuracy and images per second are the group's."""
     set_epoch = getattr(getattr(train_loader, "sampler", None), "set_epoch", None)
     if set_epoch is not None:
         set_epoch(epoch - 1)  # the epoch's order and augmentation, whatever happened before
@@ -246,8 +249,9 @@ def _epoch(model, parts: _TrainingParts, train_loader, test_loader, device, epoc
         model, train_loader, parts.optimizer, parts.criterion, device, parts.scheduler, parts.scaler,
         parts.amp_dtype, progress=bar, epoch=epoch,
     )  # fmt: skip
+    train_loss, train_acc = distributed.mean_over_ranks(group, train_loss, train_acc)  # alone: as they are
     trained = time.perf_counter()  # train_one_epoch ends by reading its sums, so the device has finished
-    preds = predict(model, test_loader)  # float32: the accuracy `eva9 evaluate` and the book will find
+    preds = distributed.predict_whole(_unwrapped(model), test_loader)  # float32, as `eva9 evaluate` will score
     test_loss, test_acc = _loss_and_accuracy(preds)
     finished = time.perf_counter()
     record = dict(
@@ -258,16 +262,21 @@ def _epoch(model, parts: _TrainingParts, train_loader, test_loader, device, epoc
         test_acc=test_acc,
         lr=lr,
         seconds=finished - started,
-        train_images_per_s=_images_per_epoch(train_loader) / (trained - started),
+        train_images_per_s=_images_per_epoch(train_loader) * group.size / (trained - started),
         eval_images_per_s=preds.labels.numel() / (finished - trained),
     )
     return record, preds
 
 
-def _given_or_config_loaders(config: TrainConfig, device: torch.device, train_loader, test_loader) -> tuple:
-    """The loaders given, else those the config describes (built only when one is missing)."""
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel (torchvision's ``model_without_ddp``), else the model."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _given_or_config_loaders(config: TrainConfig, device: torch.device, train_loader, test_loader, group: World):
+    """The loaders given, else those the config describes (built only when one is missing): this rank's shards."""
     if train_loader is None or test_loader is None:
-        default_train, default_test = _loaders(config, device)
+        default_train, default_test = _loaders(config, device, group.rank, group.size)
         train_loader = train_loader if train_loader is not None else default_train
         test_loader = test_loader if test_loader is not None else default_test
     return train_loader, test_loader
@@ -294,32 +303,71 @@ def fit(
     unread) and starts a run where there is none; ``TrainConfig.RESUMABLE`` fields may change, and ``epochs`` may
     grow under a constant schedule. ``progress``: a tqdm bar per epoch (None = on a terminal or in a notebook);
     ``quiet``: no bars or lines. ``train_loader``/``test_loader`` replace the loaders the config describes.
+
+    Under torchrun every process calls ``fit`` alike (``torchrun -m eva9 train`` does): rank 0 alone opens ``out``,
+    prints and decides (its config and checkpoint are every rank's), each rank trains its slice of every global
+    batch in ``DistributedDataParallel``, and every rank returns the same run (:mod:`eva9.train.distributed`).
     """
-    folder = RunFolder(out) if out is not None else None
-    if resume and folder is None:
+    group = distributed.world()  # rank 0 of 1 without torchrun
+    if resume and out is None:
         raise ValueError("resume=True needs out=, the run folder to continue")
-    with folder.lock() if folder is not None else contextlib.nullcontext():
-        if _finished_as_is(folder, config, resume, quiet):
-            return _read_run(folder, model)  # type: ignore[arg-type]
-        config, checkpoint = _start(folder, config, resume)
-        device = pick_device(config.device)
+    folder = RunFolder(out) if out is not None and group.is_main else None  # rank 0 alone opens it
+    quiet = quiet or not group.is_main
+    with distributed.process_group(group), contextlib.ExitStack() as held:
+        finished_here: list[Run] = []  # rank 0's finished run, returned as it is
+
+        def plan() -> tuple[TrainConfig, dict | None, tuple[dict, History] | None]:
+            """On rank 0 only (every rank gets the result): the config, the checkpoint, a finished run's state."""
+            if group.size > 1 and (train_loader is not None or test_loader is not None):
+                raise ValueError("under torchrun fit builds each process's loaders from the config; pass none")
+            if folder is not None:
+                held.enter_context(folder.lock())  # held until training ends
+            if _finished_as_is(folder, config, resume, quiet):
+                finished_here.append(_read_run(folder, model))  # type: ignore[arg-type]
+                run = finished_here[0]
+                return run.config, None, (run.model.state_dict(), run.history)
+            chosen, checkpoint = _start(folder, config, resume)
+            distributed.check_world(chosen, group)
+            return chosen, checkpoint, None
+
+        given = config
+        config, checkpoint, finished = distributed.from_main(group, plan)
+        if finished is not None:
+            return finished_here[0] if group.is_main else _run_like(config, *finished, model)
+        if not group.is_main and given is not None:
+            config = config.replace(data_dir=given.data_dir)  # rank 0's recipe, read from this machine's copy
+        device = distributed.device_for(group, pick_device(config.device))
         seed_everything(config.seed)
         model = model if model is not None else build_model(config.model)
-        train_loader, test_loader = _given_or_config_loaders(config, device, train_loader, test_loader)
+        train_loader, test_loader = _given_or_config_loaders(config, device, train_loader, test_loader, group)
+        if group.size > 1 and config.sync_batchnorm:
+            model = distributed.sync_batchnorm(model, device)
         parts = _training_parts(model, config, device, len(train_loader))
         data = _data_fingerprint(train_loader, test_loader)
-        if checkpoint is not None and folder is not None:
-            _check_same_machine_and_data(checkpoint, data, folder)
+        main_data = distributed.from_main(group, lambda: data)
+        if main_data != data:  # every rank must train and test on rank 0's images
+            changed = [split for split in ("train", "test") if (main_data or {}).get(split) != (data or {}).get(split)]
+            raise RunFolderError(
+                f"rank {group.rank}'s {' and '.join(changed) or 'loader'} data ({config.data_dir or '$EVA9_DATA_DIR'})"
+                " differs from rank 0's. Give every machine the same CIFAR-10 copy (data_dir, or EVA9_DATA_DIR)"
+            )
+        if checkpoint is not None:
+            # rank 0 compares the data with the checkpoint's; the others wait for its verdict
+            distributed.from_main(
+                group, lambda: _check_same_machine_and_data(checkpoint, data, cast(RunFolder, folder))
+            )
         history, train_seconds = _restore(checkpoint, model, parts, train_loader)
+        trained = distributed.wrap(model, device, group)  # DDP in a group; `model` is what is saved and evaluated
         start_epoch = len(history) + 1
         if checkpoint is not None and not quiet:
             print(f"resuming {out} after epoch {checkpoint['epoch']}")
         if folder is not None:
             folder.begin(config, history, training=start_epoch <= config.epochs)
         preds, bar = None, _want_progress(progress) and not quiet
-        with EpochLogger(config.tensorboard) as logger:  # a no-op without a TensorBoard folder
+        watched = distributed.peers_watched(group, lambda: len(history), out)  # a lost peer: a clear message
+        with watched, EpochLogger(config.tensorboard if group.is_main else None) as logger:  # no-op without a folder
             for epoch in range(start_epoch, config.epochs + 1):
-                record, preds = _epoch(model, parts, train_loader, test_loader, device, epoch, bar)
+                record, preds = _epoch(trained, parts, train_loader, test_loader, device, epoch, bar, group)
                 train_seconds += record["seconds"]
                 history.epochs.append(record)
                 if folder is not None:
@@ -330,9 +378,17 @@ def fit(
                 logger.log_epoch(record)
                 if not quiet:
                     print(_summary_line(record, config.epochs), flush=True)
-        if folder is not None:
-            preds = preds if preds is not None else predict(model, test_loader)  # only the final files were missing
-            folder.finish(model.state_dict(), _metrics(preds, history, device, train_seconds))
+        if out is not None:
+            preds = preds if preds is not None else distributed.predict_whole(model, test_loader)  # final files
+            if folder is not None:
+                folder.finish(model.state_dict(), _metrics(preds, history, device, train_seconds))
+    return Run(model.eval(), config, history)
+
+
+def _run_like(config: TrainConfig, state: dict, history: History, model: nn.Module | None) -> Run:
+    """Rank 0's finished run on another rank: its weights in ``model`` (default: a new ``config.model``)."""
+    model = model.cpu() if model is not None else build_model(config.model)
+    model.load_state_dict(state)
     return Run(model.eval(), config, history)
 
 
