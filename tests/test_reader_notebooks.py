@@ -183,7 +183,7 @@ def test_an_exercise_is_a_numbered_heading_below_its_section_and_its_solution_a_
     text = markdown(tiny(EXERCISES))
     assert "### Exercise 1: First *one*\n\nDo the first thing." in text
     assert "### Exercise 2: Second\n\nDo the second thing." in text
-    first = text.index("<details>\n<summary>Solution to Exercise 1</summary>\n\n```python\nprint(\"answer one\")")
+    first = text.index('<details>\n<summary>Solution to Exercise 1</summary>\n\n```python\nprint("answer one")')
     assert text.index("Because one.\n\n</details>") > first
     assert "<details>\n<summary>Solution to Exercise 2</summary>\n\nAnswer two.\n\n</details>" in text
     assert ":label:" not in text and ":class:" not in text and "{" not in text.replace('print("answer one")', "")
@@ -398,7 +398,7 @@ def test_no_generated_notebook_holds_a_myst_directive_role_or_relative_link(gene
 
 
 def test_the_notebooks_code_cells_are_the_chapters_exactly(generated):
-    for name, notebook in generated["book"].items():
+    for name in generated["book"]:
         source = jupytext.read(ROOT / "book" / f"{name}.md", fmt="md:myst")
         expected = [(c.source, c.metadata) for c in source.cells if c.cell_type == "code"]
         for edition in ("book", "student"):

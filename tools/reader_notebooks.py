@@ -87,7 +87,8 @@ class Site:
         try:
             book, repository = config["html"]["baseurl"], config["repository"]["url"]
         except KeyError as missing:
-            raise ConversionError(f"{root / '_config.yml'} lacks {missing}: set html.baseurl and repository.url") from None
+            message = f"{root / '_config.yml'} lacks {missing}: set html.baseurl and repository.url"
+            raise ConversionError(message) from None
         return cls(book.rstrip("/"), repository.rstrip("/"), config["repository"].get("branch", "main"))
 
     def page(self, docname: str, anchor: str = "") -> str:
@@ -258,7 +259,8 @@ def _directive(match: re.Match, body: list[str], where: str) -> Directive:
         end = next((j for j in range(1, len(body)) if body[j].strip() == "---"), None)
         if end is None:
             raise ConversionError(f"{where}: the directive's options (---) are never closed")
-        options = {str(k): "" if v is None else str(v) for k, v in (yaml.safe_load("\n".join(body[1:end])) or {}).items()}
+        values = yaml.safe_load("\n".join(body[1:end])) or {}
+        options = {str(key): "" if value is None else str(value) for key, value in values.items()}
         body = body[end + 1 :]
     else:
         while body and (option := _OPTION.match(body[0].strip())):
