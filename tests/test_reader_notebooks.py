@@ -203,6 +203,13 @@ def test_exercises_are_numbered_across_cells_and_a_solution_alone_in_a_cell_goes
     assert len(student.cells) == len(full.cells) - 1 and "Answer two" not in markdown(student)
 
 
+def test_an_exercise_without_a_label_is_numbered_and_one_marked_nonumber_is_not(tiny):
+    md = "## Exercises\n\n```{exercise} A\nText a.\n```\n\n```{exercise} B\n:nonumber:\nText b.\n```\n\n"
+    text = markdown(tiny(md + "```{exercise} C\n:label: c\nText c.\n```\n\nSee {ref}`c`.\n"))
+    assert "### Exercise 1: A" in text and "### Exercise: B" in text and "### Exercise 2: C" in text
+    assert f"See [Exercise 2]({SITE}/book/a.html#c)." in text
+
+
 def test_a_solution_to_no_exercise_is_an_error(tiny):
     with pytest.raises(reader_notebooks.ConversionError, match="no-such-exercise"):
         tiny(":::{solution} no-such-exercise\nA.\n:::\n")
@@ -236,6 +243,12 @@ def test_cross_references_and_chapter_links_go_into_the_published_book(tiny):
     assert f"[A target section]({SITE}/book/other.html#other-target)" in text
     assert f"[other chapter]({SITE}/book/other.html)" in text and f"[section]({SITE}/book/other.html#a-target-section)"
     assert "[a site](https://example.org)" in text
+
+
+def test_a_link_whose_text_is_code_or_holds_a_role_goes_into_the_published_book_too(tiny):
+    text = markdown(tiny("The [`other`](other.md) chapter, and [as {cite:t}`ada2020one` says](other.md).\n"))
+    assert f"The [`other`]({SITE}/book/other.html) chapter" in text
+    assert f"[as Lovelace \\[[2020]({SITE}/references.html#cite-ada2020one" in text and "](other.md)" not in text
 
 
 def test_a_link_to_no_file_and_a_reference_to_no_label_are_errors(tiny):

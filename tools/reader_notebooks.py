@@ -282,6 +282,8 @@ class Chapter:
     student: bool = False
     level: int = 1
     """The level of the last heading seen: an exercise's heading goes one below it."""
+    exercises: int = 0
+    """The numbered exercises seen so far (sphinx-exercise numbers them per page)."""
 
     @property
     def docname(self) -> str:
@@ -320,9 +322,9 @@ class Chapter:
         return convert(d)
 
     def _exercise(self, d: Directive) -> list[str]:
-        exercise = self.book.exercises.get(d.options.get("label", ""))
-        number = exercise.number if exercise else None
-        name = "Exercise" if number is None else f"Exercise {number}"
+        if "nonumber" not in d.options:
+            self.exercises += 1
+        name = "Exercise" if "nonumber" in d.options else f"Exercise {self.exercises}"
         title = self.inline(d.argument, d.where) if d.argument else ""
         heading = "#" * min(self.level + 1, 6) + " " + (f"{name}: {title}" if title else name)
         return [heading, "", *self.convert(d.body, d.where)]
@@ -399,10 +401,15 @@ class Chapter:
         """``text`` with each MyST role converted and each link made absolute; code spans stay as they are."""
         out, plain, i = [], [], 0
         while i < len(text):
-            role = _ROLE.match(text, i)
+            role, link = _ROLE.match(text, i), _LINK.match(text, i) if text[i] in "![" else None
             if role:
-                out += [self._links("".join(plain), where), self.role(role["name"], role["content"], where)]
+                out += ["".join(plain), self.role(role["name"], role["content"], where)]
                 plain, i = [], role.end()
+            elif link:
+                target = self.link(link["target"], where, image=bool(link["bang"]))
+                label = self.inline(link["text"], where)
+                out += ["".join(plain), f"{link['bang']}[{label}]({target}{link['title'] or ''})"]
+                plain, i = [], link.end()
             elif text[i] == "\\":
                 plain.append(text[i : i + 2])
                 i += 2
@@ -410,19 +417,12 @@ class Chapter:
                 ticks = re.match(r"`+", text[i:]).group()
                 close = re.compile(rf"(?<!`){ticks}(?!`)").search(text, i + len(ticks))
                 end = close.end() if close else i + len(ticks)
-                out += [self._links("".join(plain), where), text[i:end]]
+                out += ["".join(plain), text[i:end]]
                 plain, i = [], end
             else:
                 plain.append(text[i])
                 i += 1
-        return "".join([*out, self._links("".join(plain), where)])
-
-    def _links(self, text: str, where: str) -> str:
-        def absolute(match: re.Match) -> str:
-            target = self.link(match["target"], where, image=bool(match["bang"]))
-            return f"{match['bang']}[{match['text']}]({target}{match['title'] or ''})"
-
-        return _LINK.sub(absolute, text)
+        return "".join([*out, *plain])
 
     def role(self, name: str, content: str, where: str) -> str:
         """The Markdown for ``{name}`content```."""
