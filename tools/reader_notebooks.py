@@ -6,8 +6,8 @@ d2l-en makes its Colab notebooks from its Markdown source:
 
 - an included source (``{literalinclude}``) becomes its code in a fenced block, read by Sphinx's own
   ``LiteralIncludeReader`` from the same markers, so it cannot drift from the book;
-- an exercise becomes a numbered heading and its text, its solution a collapsed ``<details>`` block (nothing in
-  the student edition);
+- an exercise becomes a heading, numbered as the book numbers it (on through the chapters of ``_toc.yml``), and
+  its text; its solution a collapsed ``<details>`` block (nothing in the student edition);
 - a citation (``{cite:p}``, ``{cite:t}``) becomes the book's author–year text, formatted by sphinxcontrib-bibtex's
   own reference style from ``references.bib``, linked to its entry on the published References page;
 - a cross-reference (``{ref}``, ``{doc}``, a link to another chapter's ``.md``) and a ``{download}`` become links
@@ -168,21 +168,27 @@ class Book:
     exercises: dict[str, Exercise] = field(default_factory=dict)
     targets: dict[str, tuple[str, str]] = field(default_factory=dict)
     """``(label)=`` targets → (docname, the title of the heading that follows)."""
+    first_exercise: dict[str, int] = field(default_factory=dict)
+    """docname → the number of its first exercise: the book numbers them on through its chapters in reading order."""
 
     @classmethod
-    def load(cls, root: Path = ROOT, chapters: list[Path] | None = None) -> Book:
+    def load(cls, root: Path = ROOT) -> Book:
+        """The book under ``root``: every ``book/*.md``, those in ``_toc.yml`` first and in its order."""
         site = Site.from_config(root)
-        book = cls(root, site, Citations(root, site))
-        for path in chapters if chapters is not None else sorted((root / "book").glob("*.md")):
-            book.collect_labels(path)
+        book, number = cls(root, site, Citations(root, site)), 1
+        listed = [path for path in chapters(root) if path.is_file()]
+        for path in listed + sorted(set((root / "book").glob("*.md")) - set(listed)):
+            book.first_exercise[book.docname(path)] = number
+            number = book.collect_labels(path, number)
         return book
 
     def docname(self, path: Path) -> str:
         return path.relative_to(self.root).with_suffix("").as_posix()
 
-    def collect_labels(self, path: Path) -> None:
-        """Register the exercises (numbered in order, as sphinx-exercise numbers them per page) and targets."""
-        docname, number, pending = self.docname(path), 0, None
+    def collect_labels(self, path: Path, number: int) -> int:
+        """Register the exercises of ``path``, numbered from ``number`` on, and its targets; return the next
+        exercise's number."""
+        docname, pending, number = self.docname(path), None, number - 1
         for cell in jupytext.read(path, fmt="md:myst").cells:
             if cell.cell_type != "markdown":
                 continue
@@ -201,6 +207,7 @@ class Book:
                     if heading:
                         self.targets[pending] = (docname, heading["title"])
                         pending = None
+        return number + 1
 
 
 @dataclass
@@ -282,8 +289,8 @@ class Chapter:
     student: bool = False
     level: int = 1
     """The level of the last heading seen: an exercise's heading goes one below it."""
-    exercises: int = 0
-    """The numbered exercises seen so far (sphinx-exercise numbers them per page)."""
+    exercises: int = -1
+    """The last numbered exercise's number (sphinx-exercise numbers them on through the book)."""
 
     @property
     def docname(self) -> str:
@@ -322,6 +329,8 @@ class Chapter:
         return convert(d)
 
     def _exercise(self, d: Directive) -> list[str]:
+        if self.exercises < 0:
+            self.exercises = self.book.first_exercise[self.docname] - 1
         if "nonumber" not in d.options:
             self.exercises += 1
         name = "Exercise" if "nonumber" in d.options else f"Exercise {self.exercises}"
@@ -487,8 +496,9 @@ def reader_notebook(path: Path, book: Book, student: bool = False) -> nbformat.N
 
 
 def chapters(root: Path = ROOT) -> list[Path]:
-    """The chapters' sources in the order of ``_toc.yml`` (those under book/)."""
-    names = re.findall(r"(?:root|file):\s*book/(\S+)", (root / "_toc.yml").read_text(encoding="utf-8"))
+    """The chapters' sources in the order of ``_toc.yml`` (those under book/; none without a ``_toc.yml``)."""
+    toc = root / "_toc.yml"
+    names = re.findall(r"(?:root|file):\s*book/(\S+)", toc.read_text(encoding="utf-8")) if toc.is_file() else []
     return [root / "book" / f"{name}.md" for name in names]
 
 
@@ -501,7 +511,7 @@ def write_notebook(notebook: nbformat.NotebookNode, target: Path) -> None:
 def write_book(root: Path = ROOT) -> list[Path]:
     """Write ``book/<name>.ipynb`` for every ``book/<name>.md``; return the notebooks written."""
     sources = sorted((root / "book").glob("*.md"))
-    book = Book.load(root, sources)
+    book = Book.load(root)
     written = []
     for source in sources:
         write_notebook(reader_notebook(source, book), source.with_suffix(".ipynb"))
@@ -512,7 +522,7 @@ def write_book(root: Path = ROOT) -> list[Path]:
 def write_student_edition(out: Path, root: Path = ROOT) -> list[Path]:
     """Write each chapter's student notebook and their zip into ``out``; return the notebooks written."""
     sources = chapters(root)
-    book = Book.load(root, sorted((root / "book").glob("*.md")))
+    book = Book.load(root)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for source in sources:

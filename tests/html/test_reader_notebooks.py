@@ -66,10 +66,18 @@ def screenshot(driver, element, path: Path, block: str = "start") -> None:
     assert driver.save_screenshot(str(path)), f"no screenshot saved at {path}"
 
 
-def exercise_titles(name: str) -> list[str]:
-    """The exercises of ``book/<name>.md``, read from the source by this test."""
-    md = (ROOT / "book" / f"{name}.md").read_text(encoding="utf-8")
-    return re.findall(r"^`{3,}\{exercise\}\s*(.*)$", md, flags=re.M)
+def exercise_titles(name: str) -> list[tuple[int, str]]:
+    """The exercises of ``book/<name>.md`` as (number, title), read from the sources by this test: the book numbers
+    them on through the chapters in ``_toc.yml``'s order."""
+    order = re.findall(r"(?:file|root):\s*book/(\S+)", (ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    number = 0
+    for chapter in order:
+        md = (ROOT / "book" / f"{chapter}.md").read_text(encoding="utf-8")
+        titles = re.findall(r"^`{3,}\{exercise\}\s*(.*)$", md, flags=re.M)
+        if chapter == name:
+            return [(number + i, title) for i, title in enumerate(titles, 1)]
+        number += len(titles)
+    raise AssertionError(f"{name} is not in _toc.yml")
 
 
 def visible_text(driver) -> str:
@@ -108,15 +116,15 @@ def test_exercises_are_numbered_headings_and_solutions_collapsed_blocks_that_ope
         """return Array.from(document.querySelectorAll('.jp-RenderedMarkdown :is(h2, h3, h4, h5)'))
             .map(h => h.textContent.replace('¶', '').trim()).filter(t => t.startsWith('Exercise '));"""
     )
-    assert headings == [f"Exercise {i}: {title}" for i, title in enumerate(titles, 1)], name
+    assert headings == [f"Exercise {i}: {title}" for i, title in titles], name
     assert not [text for text in MYST if text in visible_text(browser)], f"{name}: MyST in the text a reader sees"
     details = browser.find_elements("css selector", ".jp-RenderedMarkdown details")
     assert len(details) == len(titles), f"{name}: {len(details)} solutions for {len(titles)} exercises"
-    first = "//*[starts-with(normalize-space(.), 'Exercise 1:')][self::h2 or self::h3]"
+    first = f"//*[starts-with(normalize-space(.), 'Exercise {titles[0][0]}:')][self::h2 or self::h3]"
     if details:  # as the reader first sees them: every solution collapsed
         screenshot(browser, browser.find_element("xpath", first), SCREENSHOTS / f"{name}-exercises.png")
     height = "return arguments[0].getBoundingClientRect().height"
-    for number, block in enumerate(details, 1):
+    for (number, _), block in zip(titles, details):
         summary = block.find_element("css selector", "summary")
         assert summary.text.strip() == f"Solution to Exercise {number}" and summary.is_displayed()
         assert not block.get_attribute("open")
@@ -125,7 +133,7 @@ def test_exercises_are_numbered_headings_and_solutions_collapsed_blocks_that_ope
         summary.click()
         assert block.get_attribute("open") is not None
         assert browser.execute_script(height, block) > closed + 20, f"{name}: solution {number} shows nothing"
-        if number == 1:
+        if number == titles[0][0]:
             screenshot(browser, browser.find_element("xpath", first), SCREENSHOTS / f"{name}-solution.png")
 
 
@@ -134,8 +142,8 @@ def test_the_student_notebooks_keep_the_exercises_without_solutions(pages, brows
     titles = exercise_titles(name)
     open_page(browser, pages["student", name])
     text = browser.execute_script("return document.body.innerText")
-    assert all(f"Exercise {i}: {title}" in text for i, title in enumerate(titles, 1)), name
+    assert all(f"Exercise {i}: {title}" in text for i, title in titles), name
     assert not browser.find_elements("css selector", "details") and "Solution to" not in text
     assert not [text for text in MYST if text in visible_text(browser)], f"{name}: MyST in the text a reader sees"
-    first = "//*[starts-with(normalize-space(.), 'Exercise 1:')][self::h2 or self::h3]"
+    first = f"//*[starts-with(normalize-space(.), 'Exercise {titles[0][0]}:')][self::h2 or self::h3]"
     screenshot(browser, browser.find_element("xpath", first), SCREENSHOTS / "student" / f"{name}-exercises.png")
