@@ -147,3 +147,17 @@ def test_the_student_notebooks_keep_the_exercises_without_solutions(pages, brows
     assert not [text for text in MYST if text in visible_text(browser)], f"{name}: MyST in the text a reader sees"
     first = f"//*[starts-with(normalize-space(.), 'Exercise {titles[0][0]}:')][self::h2 or self::h3]"
     screenshot(browser, browser.find_element("xpath", first), SCREENSHOTS / "student" / f"{name}-exercises.png")
+
+
+def test_the_gradcam_notebook_shows_the_included_cam_formulas_and_its_citations_as_links(pages, browser):
+    open_page(browser, pages["book", "gradcam"])
+    blocks = [b.text for b in browser.find_elements("css selector", ".jp-RenderedMarkdown pre")]
+    for function in ("gradcam_map", "gradcampp_map", "layercam_map"):  # the chapter's {literalinclude} :pyobject:
+        assert any(text.startswith(f"def {function}(") for text in blocks), f"{function} is not shown"
+    links = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.jp-RenderedMarkdown a')).map(a => [a.textContent, a.href])"
+    )
+    cited = [text for text, href in links if "/references.html#cite-" in href]
+    assert "Selvaraju et al., 2017" in cited and len(cited) >= 8, cited
+    first = browser.find_element("xpath", "//pre[starts-with(normalize-space(.), 'def gradcam_map(')]")
+    screenshot(browser, first, SCREENSHOTS / "gradcam.png", block="center")
