@@ -210,6 +210,12 @@ def test_an_exercise_without_a_label_is_numbered_and_one_marked_nonumber_is_not(
     assert f"See [Exercise 2]({SITE}/book/a.html#c)." in text
 
 
+def test_a_label_used_twice_is_an_error(tiny):
+    tiny(EXERCISES, name="first")
+    with pytest.raises(reader_notebooks.ConversionError, match="a-first"):
+        tiny(EXERCISES, name="second")
+
+
 def test_a_solution_to_no_exercise_is_an_error(tiny):
     with pytest.raises(reader_notebooks.ConversionError, match="no-such-exercise"):
         tiny(":::{solution} no-such-exercise\nA.\n:::\n")

@@ -197,10 +197,14 @@ class Book:
                     if "nonumber" not in block.options:
                         number += 1
                     label = block.options.get("label")
+                    if label in self.exercises or label in self.targets:
+                        raise ConversionError(f"{block.where}: the label {label!r} is already used")
                     if label:
                         numbered = number if "nonumber" not in block.options else None
                         self.exercises[label] = Exercise(numbered, block.argument, docname)
                 elif kind == "target":
+                    if block in self.exercises or block in self.targets:
+                        raise ConversionError(f"{path.name}: the label {block!r} is already used")
                     pending = block
                 elif kind == "text" and pending:
                     heading = next((m for m in map(_HEADING.match, block) if m), None)
