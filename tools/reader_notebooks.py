@@ -334,7 +334,7 @@ class Chapter:
 
     def _exercise(self, d: Directive) -> list[str]:
         if self.exercises < 0:
-            self.exercises = self.book.first_exercise[self.docname] - 1
+            self.exercises = self.book.first_exercise.get(self.docname, 1) - 1
         if "nonumber" not in d.options:
             self.exercises += 1
         name = "Exercise" if "nonumber" in d.options else f"Exercise {self.exercises}"
