@@ -299,6 +299,35 @@ def test_an_admonition_becomes_a_quote_and_a_figure_an_image_with_its_caption(ti
     assert "![a picture](https://raw.githubusercontent.com/someone/tiny/trunk/book/pic.png)\n\nThe caption." in text
 
 
+def test_a_code_block_math_a_dropdown_and_a_doc_link_become_their_markdown(tiny):
+    text = markdown(
+        tiny(
+            """\
+            ```{code-block} python
+            ---
+            caption: a caption
+            ---
+            x = 1
+            ```
+
+            ```{math}
+            a^2 + b^2 = c^2
+            ```
+
+            :::{dropdown} More
+            Hidden text with {math}`x^2`.
+            :::
+
+            See {doc}`the other chapter <other>`.
+            """
+        )
+    )
+    assert "```python\nx = 1\n```" in text and "caption" not in text
+    assert "$$\na^2 + b^2 = c^2\n$$" in text
+    assert "<details>\n<summary>More</summary>\n\nHidden text with $x^2$.\n\n</details>" in text
+    assert f"See [the other chapter]({SITE}/book/other.html)." in text
+
+
 def test_code_stays_as_written_in_fences_inline_code_and_code_cells(tiny):
     notebook = tiny(
         """\

@@ -325,12 +325,23 @@ class Chapter:
         return out
 
     def directive(self, d: Directive) -> list[str]:
-        convert = getattr(self, "_" + d.name.replace("-", "_"), None)
-        if d.name in ADMONITIONS or d.name == "admonition":
-            convert = self._admonition
-        if convert is None:
+        handlers = {
+            "exercise": self._exercise,
+            "solution": self._solution,
+            "dropdown": self._dropdown,
+            "literalinclude": self._literalinclude,
+            "code-block": self._code_block,
+            "code": self._code_block,
+            "sourcecode": self._code_block,
+            "math": self._math,
+            "figure": self._figure,
+            "image": self._figure,
+            "admonition": self._admonition,
+            **dict.fromkeys(ADMONITIONS, self._admonition),
+        }
+        if d.name not in handlers:
             raise ConversionError(f"{d.where}: the notebooks cannot show a {{{d.name}}} directive yet")
-        return convert(d)
+        return handlers[d.name](d)
 
     def _exercise(self, d: Directive) -> list[str]:
         if self.exercises < 0:
@@ -383,8 +394,6 @@ class Chapter:
     def _code_block(self, d: Directive) -> list[str]:
         return fenced(d.body, d.argument)
 
-    _code = _sourcecode = _code_block
-
     def _math(self, d: Directive) -> list[str]:
         return ["$$", *d.body, "$$"]
 
@@ -393,8 +402,6 @@ class Chapter:
         image = f"![{alt}]({self.link(d.argument, d.where, image=True)})"
         caption = self.convert(d.body, d.where)
         return [image, *(["", *caption] if caption else [])]
-
-    _image = _figure
 
     def link(self, target: str, where: str, image: bool = False) -> str:
         """A link target of the book (relative to the chapter) as an absolute URL a notebook can follow."""
