@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (see README.md):
 #   make book   set up .venv, then build the HTML book into _build/html (executing every chapter)
-#   make test   set up .venv, then the import contracts, unit tests, notebooks under nbval, jupytext pairing,
+#   make test   set up .venv, then the import contracts, unit tests, notebooks under nbval, reader notebooks current,
 #               strict book build, browser check, and the GitHub workflows and CITATION.cff against their schemas
 # Point at a local CIFAR-10 copy with EVA9_DATA_DIR=/path/to/cifar10 (else torchvision downloads it into data/).
 
@@ -18,7 +18,7 @@ ifdef EVA9_DATA_DIR
 export EVA9_DATA_DIR := $(abspath $(EVA9_DATA_DIR))
 endif
 
-.PHONY: setup book test imports unit notebooks notebooks-unpublished pairing book-strict browser-check chromium mathjax lint workflows citation \
+.PHONY: setup book test imports unit notebooks notebooks-unpublished reader-notebooks book-strict browser-check chromium mathjax lint workflows citation \
 	set-repository student clean
 
 setup: $(STAMP)
@@ -32,7 +32,7 @@ book: $(STAMP) $(MATHJAX) student
 	$(BIN)/jupyter-book build .
 	@echo "Book built: open _build/html/index.html"
 
-test: lint imports unit notebooks notebooks-unpublished pairing book-strict browser-check workflows citation
+test: lint imports unit reader-notebooks notebooks notebooks-unpublished book-strict browser-check workflows citation
 
 # The package's layering (import-linter contracts in pyproject.toml): one-way layers, no cycles, the engine below
 # the analysis. First in `make test`: a wrong import fails in seconds.
@@ -58,9 +58,13 @@ notebooks-unpublished: $(STAMP)
 	EVA9_RESULTS_DIR=$(CURDIR)/_build/no-results TORCH_HOME=$(CURDIR)/_build/no-results-torch $(NBVAL) book/intro.ipynb book/training.ipynb \
 	  book/gradcam.ipynb book/errors.ipynb book/results.ipynb
 
-pairing: $(STAMP)
-	$(BIN)/jupytext --to ipynb --update book/*.md
-	git diff --exit-code -- '*.ipynb'
+# The notebooks a reader opens (Colab, Jupyter, nbval) are made from the MyST chapters by tools/reader_notebooks.py:
+# regenerate them, then fail if that changed a committed notebook or made one git does not know.
+reader-notebooks: $(STAMP)
+	$(BIN)/python tools/reader_notebooks.py book
+	git diff --exit-code -- 'book/*.ipynb'
+	@test -z "$$(git status --porcelain -- 'book/*.ipynb')" || { \
+	  echo "book/*.ipynb are not current: commit what tools/reader_notebooks.py made"; git status --short -- 'book/*.ipynb'; exit 1; }
 
 book-strict: $(STAMP) $(MATHJAX) student
 	$(BIN)/jupyter-book build . -W -n --keep-going
@@ -68,7 +72,7 @@ book-strict: $(STAMP) $(MATHJAX) student
 # The student edition: every chapter's notebook without the exercise solutions, and their zip, which the intro links
 # as a download (so the book's builds make it first).
 student: $(STAMP)
-	$(BIN)/python tools/student_edition.py _build/student
+	$(BIN)/python tools/reader_notebooks.py student _build/student
 
 browser-check: $(STAMP) chromium
 	$(BIN)/pytest tests/html

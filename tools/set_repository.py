@@ -1,9 +1,11 @@
 """Point every mention of the GitHub repository at a new ``owner/name``: ``python tools/set_repository.py OWNER/NAME``.
 
 The repository is stated once in code, ``eva9.weights.REPOSITORY`` (``eva9.book`` and the download URLs derive from
-it), but files that are not Python name it too: the book's configuration, every chapter's Colab install cell (the
-MyST source and its paired notebook, rewritten alike so the pairing holds), the README, ``hubconf.py``'s docstring,
-``CITATION.cff``, the browser check and the weights manifest's URLs. ``PLACES`` lists them. The script refuses to
+it), but files that are not Python name it too: the book's configuration (the repository and the published book,
+``https://owner.github.io/name``), every chapter's Colab install cell (the MyST source and the notebook
+tools/reader_notebooks.py made from it, whose links into the published book are rewritten too, so that the
+notebook stays what the tool makes), the README, ``hubconf.py``'s docstring, ``CITATION.cff``, the browser check
+and the weights manifest's URLs. ``PLACES`` lists them. The script refuses to
 run if any other file in the tree names the current repository, so a new place cannot be missed silently; add it
 to ``PLACES``.
 """
@@ -42,6 +44,10 @@ MENTION = re.compile(
 )
 """A mention of a GitHub repository in a place: a URL, a ``torch.hub.load`` call or the constant; group 1 is it."""
 
+PAGES = re.compile(r"https://([A-Za-z0-9-]+)\.github\.io/([\w.-]+)")
+"""A mention of the repository's GitHub Pages site (the published book, ``html.baseurl`` in ``_config.yml``, which
+the reader notebooks link to): ``https://owner.github.io/name``."""
+
 SKIP_DIRS = {".git", ".venv", "_build", "_vendor", "data", "runs", "node_modules", "__pycache__", ".gpu-kit"}
 TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".yml", ".yaml", ".cff", ".toml", ".txt", ".cfg", ".json", ".sh", ".html"}
 
@@ -59,7 +65,7 @@ def place_files(root: Path = ROOT) -> list[Path]:
 
 def mentions(text: str) -> list[str]:
     """Every repository (``owner/name``) that ``text`` names as a GitHub URL, hub call or ``REPOSITORY`` constant."""
-    return MENTION.findall(text)
+    return MENTION.findall(text) + [f"{owner}/{name}" for owner, name in PAGES.findall(text)]
 
 
 def current_repository(root: Path = ROOT) -> str:
@@ -73,13 +79,14 @@ def current_repository(root: Path = ROOT) -> str:
 def stray_files(repository: str, root: Path = ROOT) -> list[Path]:
     """Text files under ``root`` that name ``repository`` but are not among ``PLACES``."""
     listed = set(place_files(root))
-    pattern = _exact(repository)
+    pattern, pages = _exact(repository), _exact_pages(repository)
     stray = []
     for path in sorted(root.rglob("*")):
         if SKIP_DIRS.intersection(path.relative_to(root).parts[:-1]) or not path.is_file() or path in listed:
             continue
         if path.suffix in TEXT_SUFFIXES or path.name in {"Makefile", "LICENSE"}:
-            if pattern.search(path.read_text(errors="replace")):
+            text = path.read_text(errors="replace")
+            if pattern.search(text) or pages.search(text):
                 stray.append(path)
     return stray
 
@@ -95,10 +102,13 @@ def set_repository(new: str, root: Path = ROOT) -> list[Path]:
         raise RuntimeError(f"{names} name {old} but are not in PLACES: add them to PLACES in {__file__}")
     if new == old:
         return []
-    pattern, changed = _exact(old), []
+    pattern, pages, changed = _exact(old), _exact_pages(old), []
+    new_pages = "{}.github.io/{}".format(*new.split("/"))
     for path in place_files(root):
         text = path.read_text()
         rewritten, count = pattern.subn(new, text)
+        rewritten, pages_count = pages.subn(new_pages, rewritten)
+        count += pages_count
         if count == 0:
             raise RuntimeError(f"{path.relative_to(root)} does not name {old}: fix it by hand or update PLACES")
         path.write_text(rewritten)
@@ -109,6 +119,12 @@ def set_repository(new: str, root: Path = ROOT) -> list[Path]:
 def _exact(repository: str) -> re.Pattern:
     """``repository`` as a whole word: not part of a longer owner or name."""
     return re.compile(rf"(?<![\w.-]){re.escape(repository)}(?![\w-]|\.(?!git\b)\w)")
+
+
+def _exact_pages(repository: str) -> re.Pattern:
+    """``repository``'s GitHub Pages site, ``owner.github.io/name``, as a whole word."""
+    owner, name = repository.split("/")
+    return re.compile(rf"(?<![\w.-]){re.escape(owner)}\.github\.io/{re.escape(name)}(?![\w-]|\.(?!git\b)\w)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ _build/screenshots/ (CI artifacts).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -313,7 +314,8 @@ def test_the_intro_links_the_student_edition_a_zip_of_every_chapter_without_solu
         assert names == sorted(PAGES), f"the student edition holds {names}"
         for name in student.namelist():
             text = "".join("".join(cell["source"]) for cell in json.loads(student.read(name))["cells"])
-            assert "{exercise}" in text and "{solution" not in text, f"{name}: a solution survives, or no exercise"
+            assert re.search(r"^#+ Exercise \d+: ", text, flags=re.M), f"{name}: no exercise"
+            assert "<details>" not in text and "{solution" not in text, f"{name}: a solution survives"
 
 
 def test_the_references_page_lists_the_cited_papers_and_every_citation_links_to_it(browser):
