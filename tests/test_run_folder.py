@@ -7,9 +7,13 @@ epoch), so they state what a user sees; the network is a tiny stand-in for ResNe
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,22 +67,100 @@ def finished(tiny_folder, tmp_path, capsys) -> Path:
 # ------------------------------------------------------------------------------------------------------ owner
 
 
-def test_a_second_train_on_a_busy_folder_exits_1_naming_it_and_touches_nothing(tiny_folder, tmp_path, capsys):
-    fcntl = pytest.importorskip("fcntl")
+HOLDER = r"""
+import json, os, sys, time
+from eva9.train.folder import RunFolder
+
+out, children = sys.argv[1], sys.argv[2]
+with RunFolder(out).lock():
+    pids = []
+    if children == "fork":  # a child that outlives its parent, holding every descriptor the parent had
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(300)
+            os._exit(0)
+        pids.append(pid)
+    elif children == "loader":  # what a trainer has: forked DataLoader workers, kept between epochs
+        import torch.utils.data
+
+        loader = torch.utils.data.DataLoader(
+            list(range(64)), batch_size=4, num_workers=2, multiprocessing_context="fork", persistent_workers=True
+        )
+        batches = iter(loader)
+        next(batches)
+        pids.extend(worker.pid for worker in batches._workers)
+    print(json.dumps({"pid": os.getpid(), "children": pids}), flush=True)
+    time.sleep(300)
+"""
+
+
+def hold_the_lock(out: Path, children: str = "none") -> tuple[subprocess.Popen, dict]:
+    """A process holding ``out``'s lock through eva9's own RunFolder.lock(), as a first `eva9 train` does."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), children], stdout=subprocess.PIPE, env=env)
+    line = holder.stdout.readline()  # type: ignore[union-attr]
+    assert line, "the lock holder did not start"
+    return holder, json.loads(line)
+
+
+def end(process: subprocess.Popen, children: list[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    process.wait(timeout=30)
+
+
+def test_a_second_train_on_a_busy_folder_exits_1_naming_the_live_holder_and_touches_nothing(
+    tiny_folder, tmp_path, capsys
+):
+    pytest.importorskip("fcntl")
     out = tmp_path / "run"
-    out.mkdir()
-    holder = os.open(out, os.O_RDONLY)  # as a first `eva9 train` holds it while it trains
+    holder, info = hold_the_lock(out)
     try:
-        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = snapshot(out)
         assert main(train_args(tiny_folder, out)) == 1
         err = one_error_line(capsys)
         assert str(out) in err and "in use" in err
         if Path("/proc/locks").is_file():
-            assert f"(pid {os.getpid()})" in err
-        assert list(out.iterdir()) == []
+            assert f"(pid {info['pid']})" in err
+        assert snapshot(out) == before
     finally:
-        os.close(holder)
+        end(holder, info["children"])
     assert main(train_args(tiny_folder, out)) == 0  # once released, it trains
+
+
+@pytest.mark.parametrize("children", ["fork", "loader"])
+def test_a_killed_trainer_frees_its_folder_at_once_though_its_children_live_on(tiny_folder, tmp_path, capsys, children):
+    pytest.importorskip("fcntl")
+    out = tmp_path / "run"
+    assert main(train_args(tiny_folder, out, 1, "--lr", "0.01")) == 0  # a run to continue
+    holder, info = hold_the_lock(out, children)
+    try:
+        assert info["children"] and all(Path(f"/proc/{pid}").exists() for pid in info["children"])
+        holder.kill()  # SIGKILL: nothing of the trainer runs after it
+        holder.wait(timeout=30)
+        assert all(Path(f"/proc/{pid}").exists() for pid in info["children"])  # its workers are still alive
+        capsys.readouterr()
+        assert main(train_args(tiny_folder, out, 2, "--lr", "0.01", "--resume")) == 0, capsys.readouterr().err
+        assert [e["epoch"] for e in json.loads((out / "history.json").read_text())["epochs"]] == [1, 2]
+    finally:
+        end(holder, info["children"])
+
+
+def test_one_process_cannot_lock_a_folder_twice(tmp_path):
+    pytest.importorskip("fcntl")
+    from eva9.train import RunFolder, RunFolderBusy
+
+    with RunFolder(tmp_path / "run").lock():
+        with pytest.raises(RunFolderBusy, match="this process"):
+            with RunFolder(tmp_path / "run").lock():
+                pass
+        RunFolder(tmp_path / "run").check_is_run_or_empty()  # reading the marker keeps the lock
+        with pytest.raises(RunFolderBusy):
+            with RunFolder(tmp_path / "run").lock():
+                pass
 
 
 @pytest.mark.parametrize("resume", [False, True])
@@ -141,7 +223,7 @@ def test_a_kill_at_each_write_point_of_the_last_epoch_leaves_one_state(tiny_fold
     for key in ("train_loss", "test_loss", "test_acc"):
         assert [e[key] for e in history] == pytest.approx([e[key] for e in expected], rel=1e-5)
     assert metrics["test_loss"] == pytest.approx(history[-1]["test_loss"], rel=1e-6)
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".eva9-run"]
 
 
 def test_a_full_disk_says_so_in_one_line_and_leaves_no_temp_file(tiny_folder, tmp_path, capsys, monkeypatch):
@@ -158,7 +240,9 @@ def test_a_full_disk_says_so_in_one_line_and_leaves_no_temp_file(tiny_folder, tm
     err = one_error_line(capsys)
     assert f"could not write {out / 'checkpoint.pt'}: no space left on device" in err
     monkeypatch.undo()
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp file left behind
+    assert not [
+        p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".eva9-run"
+    ]  # no temp file left behind
     assert main(train_args(tiny_folder, out, 1, "--resume")) == 0  # the retry is not blocked
 
 

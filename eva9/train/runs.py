@@ -31,7 +31,7 @@ from .folder import RUN_FILES, RunFolder, RunFolderError
 from .history import History
 from .loop import Predictions, _loss_and_accuracy, _want_progress, predict, train_one_epoch
 from .parts import _loaders, _training_parts, _TrainingParts
-from .tensorboard import EpochLogger
+from .tensorboard import EpochLogger, check_writable
 
 __all__ = ["RUN_FILES", "Run", "fit", "load_run", "prune"]
 
@@ -314,6 +314,7 @@ def fit(
         start_epoch = len(history) + 1
         if checkpoint is not None and not quiet:
             print(f"resuming {out} after epoch {checkpoint['epoch']}")
+        check_writable(config.tensorboard)  # before the run folder's first write
         if folder is not None:
             folder.begin(config, history, training=start_epoch <= config.epochs)
         preds, bar = None, _want_progress(progress) and not quiet
