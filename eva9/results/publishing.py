@@ -40,10 +40,11 @@ def save_weights(
     ``load_state_dict``), others (BatchNorm's step counters) as they are, all contiguous on the CPU. ``<h>`` is the
     first 8 hex digits of the file's SHA-256: torchvision's naming, which ``torch.hub.load_state_dict_from_url(...,
     check_hash=True)`` verifies. The same weights saved again give the same file; an existing file of that name
-    with other bytes is never overwritten.
+    with other bytes is never overwritten; weights holding NaN or infinity are refused (WeightsError).
     """
     import torch
 
+    weights.check_finite(state_dict, f"of the run {run}")  # a diverged run's NaN weights are never published
     half = {
         key: value.detach().to("cpu", torch.float16 if value.is_floating_point() else value.dtype).contiguous()
         for key, value in state_dict.items()

@@ -43,6 +43,7 @@ import torch
 
 from .. import __version__
 from ..files import write_atomic
+from ..weights import unreadable
 from .config import TrainConfig
 from .history import History
 
@@ -253,7 +254,7 @@ class RunFolder:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - torch raises several kinds for a truncated or foreign file
-            raise RunFolderError(f"cannot read {what} {path}: {' '.join(str(error).split())}. {_START_OVER}") from None
+            raise RunFolderError(f"cannot read {what} {path}: {unreadable(path, error)}. {_START_OVER}") from None
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything a resumed run needs (``checkpoint.pt``)."""

@@ -26,6 +26,7 @@ from ..constants import SHORT_NAMES
 from ..metrics import class_accuracy, confusion_matrix
 from ..provenance import machine, versions
 from ..utils import pick_device, seed_everything
+from ..weights import check_finite
 from .config import TrainConfig, build_model, profile
 from .folder import RUN_FILES, RunFolder, RunFolderError
 from .history import History
@@ -367,6 +368,7 @@ def _read_run(folder: RunFolder, model: nn.Module | None = None) -> Run:
         state, history = checkpoint["model"], History.from_dict(checkpoint["history"])
     else:
         raise FileNotFoundError(f"{out} holds no model.pt or checkpoint.pt: the run has not finished an epoch yet")
+    check_finite(state, folder.file("model.pt" if folder.is_finished else "checkpoint.pt"))
     model = model.cpu() if model is not None else build_model(config.model)
     try:
         model.load_state_dict(state)

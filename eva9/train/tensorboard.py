@@ -45,7 +45,7 @@ def check_writable(folder: str | os.PathLike | None) -> None:
         return
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=os.fspath(folder)):
             pass
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
