@@ -428,3 +428,13 @@ def test_an_unwritable_tensorboard_folder_fails_in_one_line_before_the_run_folde
     assert f"cannot write TensorBoard files into {board}" in err
     assert not out.exists()
     assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
+def test_a_marker_that_is_a_link_is_never_written_through(tmp_path, capsys, tiny_folder):
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".eva9-run").symlink_to(elsewhere)  # an empty "marker" that leads out of the folder
+    assert main(train_args(tiny_folder, out)) == 1
+    assert "cannot open" in one_error_line(capsys) and elsewhere.read_text() == ""

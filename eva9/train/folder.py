@@ -359,7 +359,11 @@ class RunFolder:
         """An open descriptor of the marker (created if missing) holding its lock; RunFolderBusy if another has it."""
         marker = self.file(MARKER)
         for _ in range(3):  # the marker can be replaced between open and lock (a folder emptied again): open anew
-            handle = os.open(marker, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            try:  # never through a link: the marker is written, and must be this folder's own file
+                handle = os.open(marker, flags, 0o666)
+            except OSError as error:
+                raise RunFolderError(f"cannot open {marker} ({error.strerror}). {_START_OVER}") from None
             try:
                 fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
