@@ -248,7 +248,7 @@ def test_a_two_step_resnet18_fit_writes_every_run_file(tiny_folder, tmp_path):
         "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
     )
     history = fit(config, out=out, quiet=True).history  # model=None: ResNet18, 10 images / batch 5 = 2 steps
-    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([".eva9-run", *RUN_FILES])  # the marker, then the run
     [record] = history.epochs
     assert set(record) == {
         "epoch",
