@@ -184,7 +184,8 @@ def test_keep_weights_only_drops_the_checkpoint_of_a_finished_run(tiny_run, caps
     weights = (tiny_run / "model.pt").read_bytes()
     assert main(["train", "--out", str(tiny_run), "--resume", "--keep-weights-only", "--quiet"]) == 0
     assert "dropped" in capsys.readouterr().out
-    assert sorted(p.name for p in tiny_run.iterdir()) == [".eva9-run", "config.json", "history.json", "metrics.json", "model.pt"]
+    kept = [".eva9-run", "config.json", "history.json", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in tiny_run.iterdir()) == kept
     assert (tiny_run / "model.pt").read_bytes() == weights, "the finished run is not retrained"
     assert main(["train", "--out", str(tiny_run), "--resume", "--quiet"]) == 0, "and it stays finished"
     assert (tiny_run / "model.pt").read_bytes() == weights
