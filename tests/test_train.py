@@ -524,7 +524,8 @@ def test_prune_drops_only_the_checkpoint_of_a_finished_run(tmp_path, monkeypatch
     history = tiny_fit(out, epochs=1)
     size = (out / "checkpoint.pt").stat().st_size
     assert prune(out) == size and prune(out) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "history.json", "metrics.json", "model.pt"]
+    kept = [".eva9-run", "config.json", "history.json", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == kept
     assert load_run(out).history == history and tiny_fit(out, resume=True, epochs=1) == history
 
 
