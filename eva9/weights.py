@@ -294,7 +294,7 @@ def check_finite(state: dict, source: str | os.PathLike) -> dict:
     if bad:
         more = f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else ""
         raise WeightsError(
-            f"refused the weights {source}: {bad[0]}{more} hold NaN or infinite values (a diverged run), so every "
-            "prediction would be NaN. Retrain (a lower learning rate), or use other weights"
+            f"refused the weights {source}: {bad[0]}{more} {'hold' if more else 'holds'} NaN or infinite values (a "
+            "diverged run), so every prediction would be NaN. Retrain (a lower learning rate), or use other weights"
         )
     return state
