@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -29,6 +28,7 @@ from full_runs import build_record, check_published_weights  # noqa: E402
 from eva9.files import write_atomic  # noqa: E402
 from eva9.results import DATA_SOURCES, save_weights, sha256_of, write_listings  # noqa: E402
 from eva9.train import History, TrainConfig  # noqa: E402
+from eva9.weights import load_state_dict  # noqa: E402
 
 
 def publish(
@@ -50,21 +50,24 @@ def publish(
         raise FileExistsError(f"{record_path} exists; a published record is never overwritten (remove it first)")
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    for key in ("test_acc", "test_loss"):
+        if not isinstance(metrics.get(key), (int, float)) or not math.isfinite(metrics[key]):
+            raise ValueError(f"{run_dir / 'metrics.json'} records a {key} of {metrics.get(key)!r}, not a number: a"
+                             " diverged or damaged run is not published")  # fmt: skip
+    weights = weights or run_dir / "model.pt"
+    state = load_state_dict(weights)  # a state_dict of tensors, every one finite, or one line saying why not
     history = History.load(run_dir)
     train_seconds = sum(float(row["seconds"]) for row in history.epochs)
     record = build_record(config, history, metrics, train_seconds, resumed=False, data=data)
     record.update(date=date, machine={"description": machine}, commit=commit, loader_workers=workers)
     if note:
         record["note"] = note
-    weights = weights or run_dir / "model.pt"
     target = out / "weights" / f"{config['model']}-{name}-{sha256_of(weights)[:8]}.pt"
     if weights.name == target.name:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(weights, target)
     else:
-        target = save_weights(
-            torch.load(weights, map_location="cpu", weights_only=True), name, out / "weights", model=config["model"]
-        )
+        target = save_weights(state, name, out / "weights", model=config["model"])
     scoring = TrainConfig.from_dict(
         {**config, "device": "auto", "workers": None, "data_dir": data_dir or config.get("data_dir")}
     )

@@ -2,9 +2,10 @@
 
 :func:`write_atomic` is the one way eva9 writes a file it owns (a run folder's files, published weights, the
 manifest, a downloaded copy): a temp file made with :func:`tempfile.mkstemp` in the target's folder (no predictable
-name to plant a link at), fsync, then :func:`os.replace`; a failed write removes the temp file and raises
-:class:`WriteError` naming the file. :func:`plain_name` accepts only file names that stay in their folder, and
-:func:`download` streams a URL into a folder under a size cap, through the same temp file and rename.
+name to plant a link at), given the mode the user's umask gives new files, fsync, then :func:`os.replace`; a failed
+write removes the temp file and raises :class:`WriteError` naming the file. :func:`plain_name` accepts only file
+names that stay in their folder, and :func:`download` streams a URL into a folder under a size cap, through the
+same temp file and rename.
 """
 
 from __future__ import annotations
@@ -57,6 +58,20 @@ def _reason(error: object) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def _umask() -> int:
+    """The process's umask (from /proc on Linux; elsewhere set and restored, the only way POSIX offers)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, content: Content) -> Path:
     """Write ``content`` to ``path`` whole or not at all (temp file in the same folder, fsync, rename)."""
     path = Path(path)
@@ -65,6 +80,7 @@ def write_atomic(path: str | os.PathLike, content: Content) -> Path:
     except OSError as error:
         raise WriteError(error.errno, f"could not write {path}: {_reason(error)}") from None
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a written file has the user's usual mode
         with os.fdopen(handle, "wb") as f:
             if isinstance(content, str):
                 f.write(content.encode("utf-8"))

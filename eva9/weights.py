@@ -45,6 +45,8 @@ __all__ = [
     "get",
     "preferred",
     "load_state_dict",
+    "check_finite",
+    "unreadable",
 ]
 
 REPOSITORY = "eva9-course/eva9"
@@ -261,9 +263,38 @@ def load_state_dict(weights: str | os.PathLike | Weights, progress: bool = True)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: torch raises several kinds
-        raise WeightsError(
-            f"{path} could not be read as a PyTorch state_dict ({' '.join(str(error).split())})"
-        ) from None
+        raise WeightsError(f"{path} could not be read as a PyTorch state_dict ({unreadable(path, error)})") from None
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise WeightsError(f"{path} holds no state_dict of tensors")
+    return check_finite(state, path)
+
+
+def unreadable(path: str | os.PathLike, error: BaseException) -> str:
+    """Why ``torch.load`` could not read ``path``, in a few words, saying so when the file is empty or cut short
+    (torch's own message for those is empty, or about zip records)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as missing:
+        return (missing.strerror or "cannot be opened").lower()
+    if size == 0:
+        return "the file is empty: its write was cut short, or it was replaced by an empty file"
+    reason = " ".join(str(error).split())[:200] or type(error).__name__
+    return f"the file ({size:,} bytes) is damaged or cut short, or no PyTorch file: {reason}"
+
+
+def check_finite(state: dict, source: str | os.PathLike) -> dict:
+    """``state`` if every floating-point tensor in it is finite; else WeightsError naming ``source`` (the weights of
+    a diverged run, whose every prediction would be NaN)."""
+    import torch
+
+    bad = [
+        key for key, value in state.items() if isinstance(value, torch.Tensor) and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]  # fmt: skip
+    if bad:
+        more = f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else ""
+        raise WeightsError(
+            f"refused the weights {source}: {bad[0]}{more} {'hold' if more else 'holds'} NaN or infinite values (a "
+            "diverged run), so every prediction would be NaN. Retrain (a lower learning rate), or use other weights"
+        )
     return state

@@ -101,7 +101,7 @@ def test_smoke_train_then_evaluate(cifar_root, tmp_path, capsys, monkeypatch):
     lines = done.stdout.strip().splitlines()
     assert re.match(r"epoch +1/1 +train loss \d", lines[-2])
     assert re.match(r"final test accuracy: \d+\.\d\d %", lines[-1])
-    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([".eva9-run", *RUN_FILES])  # the marker, then the run
     config = json.loads((out / "config.json").read_text())
     assert (config["profile"], config["train_per_class"], config["test_per_class"]) == ("smoke", 1, 1)
 
@@ -184,7 +184,8 @@ def test_keep_weights_only_drops_the_checkpoint_of_a_finished_run(tiny_run, caps
     weights = (tiny_run / "model.pt").read_bytes()
     assert main(["train", "--out", str(tiny_run), "--resume", "--keep-weights-only", "--quiet"]) == 0
     assert "dropped" in capsys.readouterr().out
-    assert sorted(p.name for p in tiny_run.iterdir()) == ["config.json", "history.json", "metrics.json", "model.pt"]
+    kept = [".eva9-run", "config.json", "history.json", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in tiny_run.iterdir()) == kept
     assert (tiny_run / "model.pt").read_bytes() == weights, "the finished run is not retrained"
     assert main(["train", "--out", str(tiny_run), "--resume", "--quiet"]) == 0, "and it stays finished"
     assert (tiny_run / "model.pt").read_bytes() == weights

@@ -253,6 +253,7 @@ def test_a_model_card_says_what_the_weights_are_for_their_data_accuracy_calibrat
     assert "88.00%" in card and "cat 90.0%" in card
     assert "*Calibration*: not measured for this record" in card
     assert "32×32" in card and "*Limitations*" in card
+    assert "*Data reader*" in card and "runs nothing from a file" in card and "0–9" in card
     run["weights"]["calibration"] = {"ece": 0.0321, "bins": 15}
     run["data"] = {"train": "official", "test": "jpeg75"}
     card = results.model_card(run)

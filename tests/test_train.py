@@ -248,7 +248,7 @@ def test_a_two_step_resnet18_fit_writes_every_run_file(tiny_folder, tmp_path):
         "smoke", train_per_class=1, test_per_class=1, batch_size=5, workers=0, device="cpu", data_dir=str(tiny_folder)
     )
     history = fit(config, out=out, quiet=True).history  # model=None: ResNet18, 10 images / batch 5 = 2 steps
-    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([".eva9-run", *RUN_FILES])  # the marker, then the run
     [record] = history.epochs
     assert set(record) == {
         "epoch",
@@ -524,7 +524,8 @@ def test_prune_drops_only_the_checkpoint_of_a_finished_run(tmp_path, monkeypatch
     history = tiny_fit(out, epochs=1)
     size = (out / "checkpoint.pt").stat().st_size
     assert prune(out) == size and prune(out) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "history.json", "metrics.json", "model.pt"]
+    kept = [".eva9-run", "config.json", "history.json", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == kept
     assert load_run(out).history == history and tiny_fit(out, resume=True, epochs=1) == history
 
 

@@ -8,8 +8,9 @@ integer labels. Images come from one of two sources:
   ``test/<class>/*``); image files are decoded on first use and cached, so a small subset decodes only itself;
 * otherwise the official archive, downloaded by torchvision into ``./data`` on first use.
 
-The package in two modules: :mod:`eva9.data.datasets` (finding and reading a copy, the dataset class) and
-:mod:`eva9.data.loading` (subsets, statistics, the sampler, the loaders), and :mod:`eva9.data.device_batches` (the
+The package in four modules: :mod:`eva9.data.datasets` (finding and reading a copy, the dataset class) and
+:mod:`eva9.data.loading` (subsets, statistics, the sampler, the loaders), :mod:`eva9.data.batches` (the
+pickled batch files, read without trusting them), and :mod:`eva9.data.device_batches` (the
 training set on the training device, augmented there in whole batches); every name is importable from here.
 """
 

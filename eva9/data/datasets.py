@@ -7,9 +7,7 @@ Every copy ends up as a :class:`CIFAR10Dataset` holding uint8 HWC RGB images and
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..constants import CLASSES
+from .batches import MAX_FILE_BYTES, BatchError, RefusedGlobal, read_batch
 
 __all__ = [
     "ENV_VAR",
@@ -230,34 +229,25 @@ def _detect_layout(root: Path) -> tuple[str, Path]:
     )
 
 
-class _RefusedGlobal(pickle.UnpicklingError):
-    """A pickle asked for a function or class that a CIFAR-10 batch never holds."""
-
-
-class _BatchUnpickler(pickle.Unpickler):
-    """Unpickles plain containers, strings, numbers and bytes, and numpy arrays; refuses any other global, so a
-    crafted batch file runs no code."""
-
-    _ALLOWED = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("_codecs", "encode"),
-        ("builtins", "bytearray"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise _RefusedGlobal(f"it asks to run {module}.{name}, which a CIFAR-10 batch never does")
-
-
-def _read_batch(path: Path) -> Any:
-    """A CIFAR-10 batch file through :class:`_BatchUnpickler` (no code from the file runs)."""
-    return _BatchUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+def read_batch_file(path: Path) -> tuple[np.ndarray, list[int]]:
+    """Images (uint8 N×32×32×3) and labels of one pickled batch file, read by :mod:`eva9.data.batches` (no byte of
+    it reaches numpy's unpickling); CIFAR10Error naming the file if it is no CIFAR-10 batch."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise BatchError(f"it is {size:,} bytes, more than the {MAX_FILE_BYTES:,} a batch file may be")
+            data = f.read(size)  # what the file held when opened: no more, whatever it claims inside
+        images, labels = read_batch(data)
+    except RefusedGlobal as error:
+        raise CIFAR10Error(
+            f"refused the CIFAR-10 batch file {path}: {error}; nothing from it ran. Replace it with the official "
+            "file, or point at another copy"
+        ) from None
+    except (BatchError, OSError) as error:
+        reason = str(error) if isinstance(error, BatchError) else (error.strerror or str(error)).lower()
+        raise CIFAR10Error(f"cannot read CIFAR-10 batch file {path}: {reason}. " + LAYOUTS_HELP) from None
+    return images, labels.tolist()
 
 
 def copy_kind(root: str | os.PathLike | None = None) -> str:
@@ -277,19 +267,9 @@ def _load_batches(folder: Path, split: str) -> tuple[np.ndarray, list[int]]:
         path = folder / name
         if not path.is_file():
             raise CIFAR10Error(f"{path} is missing from the cifar-10-batches-py copy at {folder}. " + LAYOUTS_HELP)
-        try:
-            batch = _read_batch(path)
-            data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            batch_labels = list(batch["labels"] if "labels" in batch else batch["fine_labels"])
-        except _RefusedGlobal as error:
-            raise CIFAR10Error(
-                f"refused the CIFAR-10 batch file {path}: {error}; nothing from it ran. Replace it with the official "
-                "file, or point at another copy"
-            ) from None
-        except Exception as error:  # noqa: BLE001 - any failure here means an unreadable batch file
-            raise CIFAR10Error(f"cannot read CIFAR-10 batch file {path}: {error!r}. " + LAYOUTS_HELP) from None
-        images.append(data.transpose(0, 2, 3, 1))
-        labels.extend(int(label) for label in batch_labels)
+        batch_images, batch_labels = read_batch_file(path)
+        images.append(batch_images)
+        labels.extend(batch_labels)
     return np.ascontiguousarray(np.concatenate(images)), labels
 
 

@@ -40,10 +40,11 @@ def save_weights(
     ``load_state_dict``), others (BatchNorm's step counters) as they are, all contiguous on the CPU. ``<h>`` is the
     first 8 hex digits of the file's SHA-256: torchvision's naming, which ``torch.hub.load_state_dict_from_url(...,
     check_hash=True)`` verifies. The same weights saved again give the same file; an existing file of that name
-    with other bytes is never overwritten.
+    with other bytes is never overwritten; weights holding NaN or infinity are refused (WeightsError).
     """
     import torch
 
+    weights.check_finite(state_dict, f"of the run {run}")  # a diverged run's NaN weights are never published
     half = {
         key: value.detach().to("cpu", torch.float16 if value.is_floating_point() else value.dtype).contiguous()
         for key, value in state_dict.items()
@@ -189,6 +190,10 @@ def model_card(record: dict) -> str:
         f"- *Calibration*: {ece_text}.",
         "- *Limitations*: it has only seen 32×32 images of ten classes; a photo is shrunk to 32×32 first, so small or "
         "off-centre objects are lost, and anything outside the ten classes is still called one of them.",
+        "- *Data reader*: eva9 reads CIFAR-10's pickled batches with `eva9.data.batches`, which runs nothing from a "
+        "file and refuses, naming the file, any batch that is not unsigned 8-bit N×3072 pixels whose bytes are in "
+        "the file with N integer labels in 0–9 (a crafted pickle could otherwise crash the reader or train on memory "
+        "that was never in the file); weights holding NaN or infinity are never published, nor loaded.",
     ]
     if meta.get("note"):
         lines.append(f"- *Note*: {meta['note']}")

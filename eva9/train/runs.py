@@ -26,6 +26,7 @@ from ..constants import SHORT_NAMES
 from ..metrics import class_accuracy, confusion_matrix
 from ..provenance import machine, versions
 from ..utils import pick_device, seed_everything
+from ..weights import check_finite
 from . import distributed
 from .config import TrainConfig, build_model, profile
 from .distributed import World
@@ -33,7 +34,7 @@ from .folder import RUN_FILES, RunFolder, RunFolderError
 from .history import History
 from .loop import Predictions, _loss_and_accuracy, _want_progress, train_one_epoch
 from .parts import _loaders, _training_parts, _TrainingParts
-from .tensorboard import EpochLogger
+from .tensorboard import EpochLogger, check_writable
 
 __all__ = ["RUN_FILES", "Run", "fit", "load_run", "prune"]
 
@@ -361,6 +362,7 @@ def fit(
         start_epoch = len(history) + 1
         if checkpoint is not None and not quiet:
             print(f"resuming {out} after epoch {checkpoint['epoch']}")
+        check_writable(config.tensorboard)  # before the run folder's first write
         if folder is not None:
             folder.begin(config, history, training=start_epoch <= config.epochs)
         preds, bar = None, _want_progress(progress) and not quiet
@@ -422,6 +424,7 @@ def _read_run(folder: RunFolder, model: nn.Module | None = None) -> Run:
         state, history = checkpoint["model"], History.from_dict(checkpoint["history"])
     else:
         raise FileNotFoundError(f"{out} holds no model.pt or checkpoint.pt: the run has not finished an epoch yet")
+    check_finite(state, folder.file("model.pt" if folder.is_finished else "checkpoint.pt"))
     model = model.cpu() if model is not None else build_model(config.model)
     try:
         model.load_state_dict(state)

@@ -9,9 +9,11 @@ the engine, by :mod:`eva9.dashboard`, into the same folder.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SCALARS", "EpochLogger", "require_tensorboard", "summary_writer"]
+__all__ = ["SCALARS", "EpochLogger", "require_tensorboard", "summary_writer", "check_writable"]
 
 SCALARS: dict[str, str] = {
     "lr": "lr",
@@ -34,6 +36,23 @@ def require_tensorboard() -> Any:
             "TensorBoard logging needs the tensorboard package: pip install 'eva9[tensorboard]' (or tensorboard)"
         ) from None
     return SummaryWriter
+
+
+def check_writable(folder: str | os.PathLike | None) -> None:
+    """Make the TensorBoard folder (if missing) and check a file can be written in it, before a run writes
+    anything; a one-line ValueError naming it otherwise. None: nothing to check."""
+    if folder is None:
+        return
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=os.fspath(folder)):
+            pass
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise ValueError(
+            f"cannot write TensorBoard files into {folder} ({reason}); nothing was trained or written. Choose a "
+            "folder you can write to"
+        ) from None
 
 
 def summary_writer(folder: str | os.PathLike) -> Any:
