@@ -28,6 +28,7 @@ from conftest import fake_image
 from eva9.data import CLASSES, DeviceBatches, EpochSampler, check_shardable, loaders, shard_of
 from eva9.train import RUN_FILES, History, profile
 from eva9.train.distributed import World, check_world
+from eva9.train.folder import MARKER
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "distributed_script.py"
@@ -185,7 +186,7 @@ def test_two_processes_train_what_one_process_trains(one_process, two_processes)
 @distributed
 def test_rank_0_alone_writes_the_run_folder(two_processes):
     out, audit = two_processes
-    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)  # no lock file, no temp file left
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, *RUN_FILES])  # the marker (its lock), no temp file
     by_rank = {rank: json.loads(Path(f"{audit}.{rank}").read_text()) for rank in (0, 1)}
     assert by_rank[1] == []  # rank 1 never opened, created, renamed or removed anything in the folder
     written = {Path(path).name for event, path in by_rank[0] if event == "os.rename"}
@@ -227,7 +228,7 @@ def test_a_killed_rank_ends_the_group_and_the_run_resumes_at_either_world_size(f
             launcher.kill()
     assert launcher.returncode != 0  # the group ended: torchrun stopped rank 0 and failed
     assert "the group stopped" in report and "Signal 9 (SIGKILL)" in report, report[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "history.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "checkpoint.pt", "config.json", "history.json"])
     assert [e["epoch"] for e in History.load(out).epochs] == [1]
 
     again_two, again_one = tmp_path / "two", tmp_path / "one"
