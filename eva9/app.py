@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from . import data, models, weights
+from . import data, models, photos, weights
 from .analysis import SHORT_NAMES, Mistakes, misclassified
 from .constants import CLASSES
 from .gradcam import CAM, METHODS, CAMResult
@@ -108,26 +108,12 @@ def sample_photo(label: str) -> np.ndarray:
 
 
 def read_photo(path: str | os.PathLike) -> Image.Image:
-    """An uploaded file as an RGB image, or BadInput saying why not (empty, not an image, too many pixels)."""
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise BadInput(f"{path.name} is empty: choose a photo (JPEG, PNG, ...)")
+    """An uploaded file as an 8-bit RGB image (:func:`eva9.photos.read_photo`), or BadInput saying why not (empty,
+    not an image in an accepted format, too many pixels), naming the file only, not the server's upload folder."""
     try:
-        with Image.open(path) as opened:
-            width, height = opened.size
-            if width * height > MAX_PIXELS:
-                raise BadInput(
-                    f"{path.name} is {width}×{height} pixels, more than the {MAX_PIXELS // 10**6} megapixels the "
-                    "app decodes; the network sees 32×32 anyway, so shrink it first"
-                )
-            return ImageOps.exif_transpose(opened).convert("RGB")  # phones store the rotation separately
-    except Image.DecompressionBombError:  # so many pixels that Pillow refuses to open it
-        raise BadInput(f"{path.name} has far more than {MAX_PIXELS // 10**6} megapixels; shrink it first") from None
-    except UnidentifiedImageError:
-        raise BadInput(f"{path.name} is not an image that Pillow can read: choose a JPEG, PNG, WebP, ...") from None
-    except OSError as error:  # a truncated or broken file
-        detail = str(error).replace(str(path), path.name)
-        raise BadInput(f"{path.name} is not an image that Pillow can read ({detail})") from None
+        return photos.read_photo(path, name=Path(path).name, max_pixels=MAX_PIXELS)
+    except (ValueError, OSError) as error:
+        raise BadInput(str(error)) from None
 
 
 # ------------------------------------------------------------------------------------------------ what it computes
@@ -146,7 +132,7 @@ def _figure_image(figure) -> Image.Image:
     """A matplotlib figure of :mod:`eva9.plots` as an RGB image, with a margin for the page's label and buttons."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.35)
-    return Image.open(buffer).convert("RGB")
+    return Image.open(buffer, formats=["PNG"]).convert("RGB")
 
 
 def _enlarged(batch: torch.Tensor, factor: int = 6) -> np.ndarray:
