@@ -176,10 +176,12 @@ def _umask_mode() -> int:
     return 0o666 & ~umask
 
 
-def _stream(url: str, max_bytes: int, sink: Callable[[bytes], object], timeout: float, progress: Progress) -> str:
+def _stream(
+    url: str, max_bytes: int, sink: Callable[[bytes], object], timeout: float, progress: Progress | None
+) -> str:
     """Stream ``url`` into ``sink`` block by block; return the SHA-256. DownloadError (one line) when the server
     fails, sends more than ``max_bytes`` or makes less than ``progress`` (bytes, seconds) of progress."""
-    least, seconds = progress
+    least, seconds = progress if progress is not None else (MIN_PROGRESS_BYTES, MIN_PROGRESS_SECONDS)
     slow = f"{url} sent less than {least:,} bytes in {seconds:g} s; given up (try again later, or download it by hand)"
     digest, size = hashlib.sha256(), 0
     try:
@@ -214,10 +216,9 @@ def _stream(url: str, max_bytes: int, sink: Callable[[bytes], object], timeout: 
     return digest.hexdigest()
 
 
-def fetch(
-    url: str, *, max_bytes: int, timeout: float = 30, progress: Progress = (MIN_PROGRESS_BYTES, MIN_PROGRESS_SECONDS)
-) -> bytes:
-    """The bytes at ``url`` (at most ``max_bytes``), read into memory: nothing is written anywhere."""
+def fetch(url: str, *, max_bytes: int, timeout: float = 30, progress: Progress | None = None) -> bytes:
+    """The bytes at ``url`` (at most ``max_bytes``), read into memory: nothing is written anywhere. See
+    :func:`download` for ``progress``."""
     parts: list[bytes] = []
     _stream(url, max_bytes, parts.append, timeout, progress)
     return b"".join(parts)
@@ -271,11 +272,12 @@ def download(
     max_bytes: int,
     sha256: str | None = None,
     timeout: float = 30,
-    progress: Progress = (MIN_PROGRESS_BYTES, MIN_PROGRESS_SECONDS),
+    progress: Progress | None = None,
 ) -> Path:
     """Stream ``url`` into ``folder/name`` (a plain name) through a temp file there; return the path.
 
-    The download stops at ``max_bytes``, is given up when it makes less than ``progress`` (bytes, seconds), and is
+    The download stops at ``max_bytes``, is given up when it makes less than ``progress`` (bytes, seconds; default
+    ``(MIN_PROGRESS_BYTES, MIN_PROGRESS_SECONDS)``) of progress, and is
     kept only if its SHA-256 is ``sha256`` (when given); otherwise nothing is left behind and DownloadError
     (WriteError for the disk) says why in one line. Each attempt writes its own temp file (``TEMP_PREFIX...``),
     removed whatever stops it; one left by a killed process is removed by the next attempt. Nothing outside
