@@ -368,7 +368,8 @@ def _add_gradcam(parser: argparse.ArgumentParser) -> None:
         "--out",
         default="gradcam.png",
         metavar="FILE",
-        help="the figure to write: one row per image, its GradCAM at each layer (default gradcam.png)",
+        help="the figure to write (.png, .jpg, .pdf or .svg, in that format): one row per image, its GradCAM at "
+        "each layer (default gradcam.png)",
     )
 
 
@@ -377,10 +378,12 @@ def _gradcam(args: argparse.Namespace) -> int:
     from .gradcam import CAM, METHODS
     from .photos import photo_batch
     from .plots import gradcam_grid
+    from .plots.base import figure_format
 
     if args.method not in METHODS:
         raise ValueError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
     out = Path(args.out)
+    figure_format(out)  # an extension eva9 cannot write: one line, before any work
     if not out.parent.is_dir():
         raise FileNotFoundError(f"no folder {out.parent} to write {out.name} into")
     images = photo_batch(args.images)
