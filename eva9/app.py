@@ -13,12 +13,15 @@ makes and every connection the server opens, and finds only the loopback address
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import io
 import logging
 import os
+import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -64,6 +67,10 @@ MISTAKES_PER_CLASS = 100
 
 MISTAKES_KEPT = 24
 """How many of the most confident mistakes the tab can show."""
+
+CONCURRENT_REQUESTS = 2
+"""How many requests are answered at once (Gradio's concurrency limit, and the copies of each network): a second
+visitor is answered while a first asks for every method at every layer (about 27 s on a CPU)."""
 
 PHOTO_NOTE = (
     "Each photo is centre-cropped to a square and shrunk to 32×32 pixels, the only size the network has seen, "
@@ -162,15 +169,34 @@ class Explorer:
         self.data_dir = data_dir
         self._networks: dict[str, torch.nn.Module] = {}
         self._mistakes: dict[str, Mistakes] = {}
-        self._lock = threading.Lock()  # Gradio answers in threads; the hooks of one call must not see another's
+        self._loading = threading.Lock()  # loads each network and finds each set of mistakes once
+        # Gradio answers in threads, and the hooks of one request must not see another's: each of the
+        # CONCURRENT_REQUESTS seats has its own copy of each network, so two visitors are answered at once.
+        self._seats: queue.Queue[dict[str, torch.nn.Module]] = queue.Queue()
+        for _ in range(CONCURRENT_REQUESTS):
+            self._seats.put({})
 
     def network(self, name: str) -> torch.nn.Module:
         """The float32 network with the weights called ``name``, in eval mode on the CPU (loaded on first use)."""
         if name not in self.weights:
             raise BadInput(f"no weights called {name!r}; choose from {', '.join(self.weights)}")
-        if name not in self._networks:
-            self._networks[name] = models.resnet18(weights=self.weights[name], progress=False).eval()
-        return self._networks[name]
+        with self._loading:
+            if name not in self._networks:
+                self._networks[name] = models.resnet18(weights=self.weights[name], progress=False).eval()
+            return self._networks[name]
+
+    @contextlib.contextmanager
+    def _seat(self, name: str) -> Iterator[torch.nn.Module]:
+        """A network with the weights ``name`` that no other request uses until this one is done (waits for a
+        free seat when :data:`CONCURRENT_REQUESTS` requests are being answered)."""
+        network = self.network(name)
+        seat = self._seats.get()
+        try:
+            if name not in seat:
+                seat[name] = copy.deepcopy(network)
+            yield seat[name]
+        finally:
+            self._seats.put(seat)
 
     def explain(
         self,
@@ -193,8 +219,7 @@ class Explorer:
                 return Explanation("Upload a photo, or pick a sample photo.")
             methods, layers = _chosen(methods, cam_methods(), "method"), _chosen(layers, LAYERS, "layer")
             images = photo_batch([photo])
-            with self._lock:
-                model = self.network(weights_name)
+            with self._seat(weights_name) as model:
                 maps = {method: class_maps(model, images, layers, method) for method in methods}
         except (ValueError, FileNotFoundError) as error:  # BadInput, WeightsError, a bad weights file
             return Explanation(f"**Cannot explain this:** {error}")
@@ -230,10 +255,10 @@ class Explorer:
         try:
             methods, layers = _chosen(methods, cam_methods(), "method"), _chosen(layers, LAYERS, "layer")
             count = max(1, min(int(count), MISTAKES_KEPT))
-            with self._lock:
-                found = self._most_confident_mistakes(weights_name)
-                shown = Mistakes(*(field[:count] for field in found))
-                maps = class_maps(self.network(weights_name), shown.images, layers, methods[0])
+            found = self._most_confident_mistakes(weights_name)
+            shown = Mistakes(*(field[:count] for field in found))
+            with self._seat(weights_name) as model:
+                maps = class_maps(model, shown.images, layers, methods[0])
         except (ValueError, FileNotFoundError, data.CIFAR10Error) as error:
             return f"**Cannot show the mistakes:** {error}", None
         except Exception as error:
@@ -261,7 +286,9 @@ class Explorer:
             loader = data.test_loader(
                 self.data_dir, batch_size=250, workers=0, per_class=MISTAKES_PER_CLASS, download=False
             )
-            self._mistakes[weights_name] = misclassified(self.network(weights_name), loader, limit=MISTAKES_KEPT)
+            with self._seat(weights_name) as model:
+                found = misclassified(model, loader, limit=MISTAKES_KEPT)
+            self._mistakes.setdefault(weights_name, found)  # two visitors at once may both search: the same answer
         return self._mistakes[weights_name]
 
 
@@ -366,7 +393,7 @@ def launch(
     explorer = Explorer(weights_arg, data_dir)
     explorer.network(explorer.default)  # loaded before the first request
     page = build(explorer)
-    page.queue(default_concurrency_limit=1)
+    page.queue(default_concurrency_limit=CONCURRENT_REQUESTS)
     page.launch(
         server_name=host,
         server_port=port,
