@@ -3,8 +3,11 @@
 :func:`write_atomic` is the one way eva9 writes a file it owns (a run folder's files, published weights, the
 manifest, a downloaded copy): a temp file made with :func:`tempfile.mkstemp` in the target's folder (no predictable
 name to plant a link at), fsync, then :func:`os.replace`; a failed write removes the temp file and raises
-:class:`WriteError` naming the file. :func:`plain_name` accepts only file names that stay in their folder, and
-:func:`download` streams a URL into a folder under a size cap, through the same temp file and rename.
+:class:`WriteError` naming the file. :func:`plain_name` accepts only file names that stay in their folder;
+:func:`download` streams a URL into a folder under a size cap and a least rate of progress, through a temp file of
+its own (removed whatever stops it, and by the next download where a killed process left one) and a rename;
+:func:`fetch` reads a small file (an index) into memory instead, and :func:`load_json` parses JSON from outside
+within bounds of size and depth.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ Where a file is looked for, in this order (a damaged copy in one place does not 
 4. a download from the repository (the manifest's URL, or ``$EVA9_RESULTS_URL/weights/<file>``) into the hub cache.
 
 Every file is checked against its full SHA-256 before it is loaded; a file that does not match is never loaded,
-and a bad download is never kept. File names from the manifest are accepted only as plain names, so nothing is
+and a bad download is never kept. A symbolic link is followed and its target read, never written or deleted: one
+whose target does not match is skipped like any damaged copy (and one in the hub cache is not replaced by a
+download). File names from the manifest are accepted only as plain names, so nothing is
 ever read, written or deleted outside those folders.
 """
 
