@@ -99,3 +99,23 @@ def test_other_formats_pillow_knows_are_refused_too(tmp_path):
         photos.read_photo(path)
     Image.new("RGB", (8, 8), (200, 10, 10)).save(path, format="WEBP", lossless=True)  # a WebP named .png: read
     assert photos.read_photo(path).getpixel((3, 3)) == (200, 10, 10)
+
+
+def test_every_image_eva9_opens_is_opened_with_a_list_of_formats():
+    import ast
+    from pathlib import Path
+
+    root = Path(photos.__file__).resolve().parents[1]
+    bare = []
+    for path in sorted([*root.glob("eva9/**/*.py"), *root.glob("benchmarks/*.py"), root / "app.py"]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "open"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "Image"
+                and not any(keyword.arg == "formats" for keyword in node.keywords)
+            ):
+                bare.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert bare == [], f"Image.open without formats= (Pillow would try every format it knows, EPS too): {bare}"
