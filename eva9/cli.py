@@ -1,7 +1,8 @@
 """Command line: ``python -m eva9 train|lr-find|evaluate|predict|gradcam ...`` (also installed as ``eva9``).
 
 Each subcommand is one function taking the parsed arguments and returning an exit code; :data:`COMMANDS` maps
-names to (add-arguments, run) pairs, so a new subcommand is one more entry.
+names to (add-arguments, run) pairs, so a new subcommand is one more entry. ``train`` and ``lr-find`` are here;
+the subcommands that use a trained network, and the argument types all share, are in :mod:`eva9.commands`.
 """
 
 from __future__ import annotations
@@ -233,9 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
         "eva9 evaluate --run runs/smoke; eva9 predict cat.jpg; "
         "eva9 gradcam cat.jpg --weights seed --layers layer3 layer4 --out cam.png",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, add_arguments, run) in COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        sub = subcommands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         add_arguments(sub)
         sub.set_defaults(handler=run)
     return parser
