@@ -30,6 +30,7 @@ from torchvision.transforms import v2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+from eva9.constants import IMAGE_FORMATS  # noqa: E402
 from eva9.data import CLASSES, MEAN, STD, CIFAR10Dataset, EpochSampler  # noqa: E402
 from eva9.data.device_batches import DeviceBatches  # noqa: E402
 from eva9.transforms import train_transforms  # noqa: E402
@@ -65,7 +66,7 @@ def decoded_images(per_class: int, root: str | None) -> tuple[list[np.ndarray], 
         images, labels = [], []
         for label, name in enumerate(CLASSES):
             for path in sorted(Path(root, "train", name).iterdir())[:per_class]:
-                with Image.open(path) as image:
+                with Image.open(path, formats=IMAGE_FORMATS) as image:
                     images.append(np.asarray(image.convert("RGB")))
                 labels.append(label)
         return images, labels, f"CIFAR-10 train subset from {root}"

@@ -13,20 +13,23 @@ makes and every connection the server opens, and finds only the loopback address
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import io
 import logging
 import os
+import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from . import data, models, weights
+from . import data, models, photos, weights
 from .analysis import SHORT_NAMES, Mistakes, misclassified
 from .constants import CLASSES
 from .gradcam import CAM, METHODS, CAMResult
@@ -64,6 +67,10 @@ MISTAKES_PER_CLASS = 100
 
 MISTAKES_KEPT = 24
 """How many of the most confident mistakes the tab can show."""
+
+CONCURRENT_REQUESTS = 2
+"""How many requests are answered at once (Gradio's concurrency limit, and the copies of each network): a second
+visitor is answered while a first asks for every method at every layer (about 27 s on a CPU)."""
 
 PHOTO_NOTE = (
     "Each photo is centre-cropped to a square and shrunk to 32×32 pixels, the only size the network has seen, "
@@ -108,26 +115,12 @@ def sample_photo(label: str) -> np.ndarray:
 
 
 def read_photo(path: str | os.PathLike) -> Image.Image:
-    """An uploaded file as an RGB image, or BadInput saying why not (empty, not an image, too many pixels)."""
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise BadInput(f"{path.name} is empty: choose a photo (JPEG, PNG, ...)")
+    """An uploaded file as an 8-bit RGB image (:func:`eva9.photos.read_photo`), or BadInput saying why not (empty,
+    not an image in an accepted format, too many pixels), naming the file only, not the server's upload folder."""
     try:
-        with Image.open(path) as opened:
-            width, height = opened.size
-            if width * height > MAX_PIXELS:
-                raise BadInput(
-                    f"{path.name} is {width}×{height} pixels, more than the {MAX_PIXELS // 10**6} megapixels the "
-                    "app decodes; the network sees 32×32 anyway, so shrink it first"
-                )
-            return ImageOps.exif_transpose(opened).convert("RGB")  # phones store the rotation separately
-    except Image.DecompressionBombError:  # so many pixels that Pillow refuses to open it
-        raise BadInput(f"{path.name} has far more than {MAX_PIXELS // 10**6} megapixels; shrink it first") from None
-    except UnidentifiedImageError:
-        raise BadInput(f"{path.name} is not an image that Pillow can read: choose a JPEG, PNG, WebP, ...") from None
-    except OSError as error:  # a truncated or broken file
-        detail = str(error).replace(str(path), path.name)
-        raise BadInput(f"{path.name} is not an image that Pillow can read ({detail})") from None
+        return photos.read_photo(path, name=Path(path).name, max_pixels=MAX_PIXELS)
+    except (ValueError, OSError) as error:
+        raise BadInput(str(error)) from None
 
 
 # ------------------------------------------------------------------------------------------------ what it computes
@@ -146,7 +139,7 @@ def _figure_image(figure) -> Image.Image:
     """A matplotlib figure of :mod:`eva9.plots` as an RGB image, with a margin for the page's label and buttons."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.35)
-    return Image.open(buffer).convert("RGB")
+    return Image.open(buffer, formats=["PNG"]).convert("RGB")
 
 
 def _enlarged(batch: torch.Tensor, factor: int = 6) -> np.ndarray:
@@ -176,15 +169,34 @@ class Explorer:
         self.data_dir = data_dir
         self._networks: dict[str, torch.nn.Module] = {}
         self._mistakes: dict[str, Mistakes] = {}
-        self._lock = threading.Lock()  # Gradio answers in threads; the hooks of one call must not see another's
+        self._loading = threading.Lock()  # loads each network and finds each set of mistakes once
+        # Gradio answers in threads, and the hooks of one request must not see another's: each of the
+        # CONCURRENT_REQUESTS seats has its own copy of each network, so two visitors are answered at once.
+        self._seats: queue.Queue[dict[str, torch.nn.Module]] = queue.Queue()
+        for _ in range(CONCURRENT_REQUESTS):
+            self._seats.put({})
 
     def network(self, name: str) -> torch.nn.Module:
         """The float32 network with the weights called ``name``, in eval mode on the CPU (loaded on first use)."""
         if name not in self.weights:
             raise BadInput(f"no weights called {name!r}; choose from {', '.join(self.weights)}")
-        if name not in self._networks:
-            self._networks[name] = models.resnet18(weights=self.weights[name], progress=False).eval()
-        return self._networks[name]
+        with self._loading:
+            if name not in self._networks:
+                self._networks[name] = models.resnet18(weights=self.weights[name], progress=False).eval()
+            return self._networks[name]
+
+    @contextlib.contextmanager
+    def _seat(self, name: str) -> Iterator[torch.nn.Module]:
+        """A network with the weights ``name`` that no other request uses until this one is done (waits for a
+        free seat when :data:`CONCURRENT_REQUESTS` requests are being answered)."""
+        network = self.network(name)
+        seat = self._seats.get()
+        try:
+            if name not in seat:
+                seat[name] = copy.deepcopy(network)
+            yield seat[name]
+        finally:
+            self._seats.put(seat)
 
     def explain(
         self,
@@ -207,8 +219,7 @@ class Explorer:
                 return Explanation("Upload a photo, or pick a sample photo.")
             methods, layers = _chosen(methods, cam_methods(), "method"), _chosen(layers, LAYERS, "layer")
             images = photo_batch([photo])
-            with self._lock:
-                model = self.network(weights_name)
+            with self._seat(weights_name) as model:
                 maps = {method: class_maps(model, images, layers, method) for method in methods}
         except (ValueError, FileNotFoundError) as error:  # BadInput, WeightsError, a bad weights file
             return Explanation(f"**Cannot explain this:** {error}")
@@ -255,10 +266,10 @@ class Explorer:
         try:
             methods, layers = _chosen(methods, cam_methods(), "method"), _chosen(layers, LAYERS, "layer")
             count = max(1, min(int(count), MISTAKES_KEPT))
-            with self._lock:
-                found = self._most_confident_mistakes(weights_name)
-                shown = Mistakes(*(field[:count] for field in found))
-                maps = class_maps(self.network(weights_name), shown.images, layers, methods[0])
+            found = self._most_confident_mistakes(weights_name)
+            shown = Mistakes(*(field[:count] for field in found))
+            with self._seat(weights_name) as model:
+                maps = class_maps(model, shown.images, layers, methods[0])
         except (ValueError, FileNotFoundError, data.CIFAR10Error) as error:
             return f"**Cannot show the mistakes:** {error}", None
         except Exception as error:
@@ -286,7 +297,9 @@ class Explorer:
             loader = data.test_loader(
                 self.data_dir, batch_size=250, workers=0, per_class=MISTAKES_PER_CLASS, download=False
             )
-            self._mistakes[weights_name] = misclassified(self.network(weights_name), loader, limit=MISTAKES_KEPT)
+            with self._seat(weights_name) as model:
+                found = misclassified(model, loader, limit=MISTAKES_KEPT)
+            self._mistakes.setdefault(weights_name, found)  # two visitors at once may both search: the same answer
         return self._mistakes[weights_name]
 
 
@@ -396,7 +409,7 @@ def launch(
     explorer = Explorer(weights_arg, data_dir)
     explorer.network(explorer.default)  # loaded before the first request
     page = build(explorer)
-    page.queue(default_concurrency_limit=1)
+    page.queue(default_concurrency_limit=CONCURRENT_REQUESTS)
     page.launch(
         server_name=host,
         server_port=port,

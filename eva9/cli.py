@@ -1,7 +1,8 @@
 """Command line: ``python -m eva9 train|lr-find|evaluate|predict|gradcam ...`` (also installed as ``eva9``).
 
 Each subcommand is one function taking the parsed arguments and returning an exit code; :data:`COMMANDS` maps
-names to (add-arguments, run) pairs, so a new subcommand is one more entry.
+names to (add-arguments, run) pairs, so a new subcommand is one more entry. ``train`` and ``lr-find`` are here;
+the subcommands that use a trained network, and the argument types all share, are in :mod:`eva9.commands`.
 """
 
 from __future__ import annotations
@@ -14,60 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
+from . import commands
+from .commands import ALL, add_data_options, int_at_least, non_negative_int, per_class, positive_int
+
 __all__ = ["main", "build_parser", "COMMANDS"]
-
-
-ALL = "all"
-
-
-def _per_class(text: str) -> int | str:
-    """argparse type: a positive integer, or "all" for the whole split (absent options stay None)."""
-    if text.strip().lower() == ALL:
-        return ALL
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of images per class or 'all', not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1 image per class, not {value}")
-    return value
-
-
-def _int_at_least(minimum: int):
-    """argparse type: a whole number >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, not {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _add_data_options(parser: argparse.ArgumentParser, data_default: str = "$EVA9_DATA_DIR") -> None:
-    parser.add_argument(
-        "--data-dir",
-        metavar="D",
-        help="CIFAR-10 folder (image-folder train/ and test/, or cifar-10-batches-py/); "
-        f"default: {data_default}, else download into ./data",
-    )
-    parser.add_argument(
-        "--device", help='"auto" (CUDA, then MPS, then CPU; the default), "cpu", "cuda", "cuda:1", "mps"'
-    )
-    parser.add_argument(
-        "--workers",
-        type=_non_negative_int,
-        metavar="N",
-        help="data-loader worker processes (default: usable CPU cores minus one, at most 32; 0 = load in this process)",
-    )
 
 
 # ------------------------------------------------------------------------------------------------------- train
@@ -87,26 +38,26 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
         "chooses); with --resume, the run folder's own config",
     )
     parser.add_argument(
-        "--epochs", type=_positive_int, metavar="N", help="number of epochs (overrides the profile and $EVA9_EPOCHS)"
+        "--epochs", type=positive_int, metavar="N", help="number of epochs (overrides the profile and $EVA9_EPOCHS)"
     )
-    parser.add_argument("--batch-size", type=_positive_int, metavar="N", help="batch size (overrides the profile)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="batch size (overrides the profile)")
     parser.add_argument(
         "--lr", type=float, metavar="LR", help="learning rate: constant, or the one-cycle peak (overrides the profile)"
     )
-    parser.add_argument("--seed", type=_non_negative_int, metavar="N", help="random seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, metavar="N", help="random seed (default 0)")
     parser.add_argument(
         "--train-per-class",
-        type=_per_class,
+        type=per_class,
         metavar="N",
         help="train on a stratified subset of N images per class, or 'all' (overrides the profile)",
     )
     parser.add_argument(
         "--test-per-class",
-        type=_per_class,
+        type=per_class,
         metavar="N",
         help="evaluate on a stratified subset of N test images per class, or 'all'",
     )
-    _add_data_options(parser)
+    add_data_options(parser)
     parser.add_argument("--no-amp", action="store_true", help="train in fp32 on CUDA too (no mixed precision)")
     parser.add_argument(
         "--out",
@@ -229,10 +180,10 @@ def _add_lr_find(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=list(PROFILES), help="recipe to test (default: $EVA9_PROFILE, else seed)")
     parser.add_argument("--start", type=float, default=1e-5, metavar="LR", help="first learning rate (1e-5)")
     parser.add_argument("--end", type=float, default=10.0, metavar="LR", help="last learning rate (10)")
-    parser.add_argument("--steps", type=_int_at_least(2), default=100, metavar="N", help="training steps (100)")
-    parser.add_argument("--batch-size", type=_positive_int, metavar="N", help="batch size (overrides the profile)")
-    parser.add_argument("--train-per-class", type=_per_class, metavar="N", help="stratified subset, or 'all'")
-    _add_data_options(parser)
+    parser.add_argument("--steps", type=int_at_least(2), default=100, metavar="N", help="training steps (100)")
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="batch size (overrides the profile)")
+    parser.add_argument("--train-per-class", type=per_class, metavar="N", help="stratified subset, or 'all'")
+    add_data_options(parser)
     parser.add_argument("--out", default="lr.png", metavar="FILE.png", help="the plot to write (default lr.png)")
 
 
@@ -254,209 +205,31 @@ def _lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------------- evaluate
-
-
-def _add_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, metavar="DIR", help="run folder written by `eva9 train --out DIR`")
-    parser.add_argument(
-        "--test-per-class",
-        type=_per_class,
-        metavar="N",
-        help="test images per class, or 'all' (default: the run's own test subset)",
-    )
-    parser.add_argument(
-        "--batch-size", type=_positive_int, default=256, metavar="N", help="evaluation batch size (default 256)"
-    )
-    _add_data_options(parser, data_default="the run's own data folder, else $EVA9_DATA_DIR")
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .analysis import class_accuracy, format_class_accuracy
-    from .data import test_loader
-    from .train import load_run, predict
-    from .utils import pick_device
-
-    run = load_run(args.run)
-    config = run.config
-    per_class = config.test_per_class
-    if args.test_per_class is not None:
-        per_class = None if args.test_per_class == ALL else args.test_per_class
-    device = pick_device(args.device)  # where this machine computes best, not where the run trained
-    loader = test_loader(
-        args.data_dir if args.data_dir is not None else config.data_dir,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        per_class=per_class,
-        seed=config.seed,
-        device=device,
-    )
-    model = run.model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    out = predict(model, loader)
-    accuracy = float((out.preds == out.labels).double().mean())
-    print(f"Accuracy of the network on the {len(out.labels)} test images: {100 * accuracy:.2f} %")
-    print(format_class_accuracy(class_accuracy(out.preds, out.labels)))
-    return 0
-
-
-# ------------------------------------------------------------------------------------------ predict, gradcam
-
-_PHOTO_NOTE = (
-    "each photo is centre-cropped to a square and shrunk to 32×32 pixels, the only size the network "
-    "has ever seen, so small or off-centre objects may be lost"
-)
-
-
-def _add_photo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "images", nargs="+", metavar="IMAGE", help=f"photos in any format Pillow reads (JPEG, PNG, ...); {_PHOTO_NOTE}"
-    )
-    parser.add_argument(
-        "--weights",
-        metavar="W",
-        help="published weights by name (seed, fast, ...: see eva9.weights.published()), a .pt "
-        "state_dict, or a run folder; default: seed if published, else the most accurate",
-    )
-
-
-def _network(weights_arg: str | None):
-    """The float32 ResNet18 in eval mode with the chosen weights, and a line naming them."""
-    from .models import resnet18
-    from .weights import Weights, WeightsError, preferred
-
-    chosen: str | Weights | None = weights_arg if weights_arg is not None else preferred()
-    if chosen is None:
-        raise WeightsError(
-            "no published weights here; pass --weights with a .pt file or a run folder "
-            "(`eva9 train --out DIR` writes one)"
-        )
-    described = chosen.describe() if isinstance(chosen, Weights) else repr(str(chosen))
-    return resnet18(weights=chosen, progress=False).eval(), described
-
-
-def _add_predict(parser: argparse.ArgumentParser) -> None:
-    _add_photo_arguments(parser)
-    parser.add_argument(
-        "--top", type=_int_at_least(1), default=3, metavar="K", help="how many classes to list per image (default 3)"
-    )
-
-
-def _predict(args: argparse.Namespace) -> int:
-    import torch
-
-    from .analysis import SHORT_NAMES
-    from .photos import photo_batch
-
-    images = photo_batch(args.images)
-    model, described = _network(args.weights)
-    with torch.no_grad():
-        probabilities = model(images).softmax(dim=1)
-    top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
-    print(f"weights {described}\n({_PHOTO_NOTE})")
-    for path, values, indices in zip(args.images, top.values.tolist(), top.indices.tolist()):
-        ranked = ", ".join(f"{SHORT_NAMES[i]} {100 * p:.1f} %" for p, i in zip(values, indices))
-        print(f"{path}: {ranked}")
-    return 0
-
-
-def _add_gradcam(parser: argparse.ArgumentParser) -> None:
-    _add_photo_arguments(parser)
-    parser.add_argument(
-        "--layers",
-        nargs="+",
-        default=["layer1", "layer2", "layer3", "layer4"],
-        metavar="LAYER",
-        help="layers to explain (default: layer1 layer2 layer3 layer4)",
-    )
-    methods = "gradcam (default), gradcam++, xgradcam, hirescam, layercam, eigencam or scorecam (slow)"
-    parser.add_argument("--method", default="gradcam", metavar="METHOD", help=f"the CAM method: {methods}")
-    parser.add_argument(
-        "--out",
-        default="gradcam.png",
-        metavar="FILE",
-        help="the figure to write: one row per image, its GradCAM at each layer (default gradcam.png)",
-    )
-
-
-def _gradcam(args: argparse.Namespace) -> int:
-    from .analysis import SHORT_NAMES
-    from .gradcam import CAM, METHODS
-    from .photos import photo_batch
-    from .plots import gradcam_grid
-
-    if args.method not in METHODS:
-        raise ValueError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"no folder {out.parent} to write {out.name} into")
-    images = photo_batch(args.images)
-    model, described = _network(args.weights)
-    with CAM(model, args.layers, args.method) as cam:
-        maps = cam(images)
-    probabilities = maps.logits.softmax(dim=1)
-    titles = [
-        f"{Path(path).name[:18]}\n{SHORT_NAMES[int(i)]} {100 * float(probabilities[row, i]):.0f} %"
-        for row, (path, i) in enumerate(zip(args.images, maps.predictions))
-    ]
-    gradcam_grid(images, maps, None, titles=titles, path=out)
-    print(f"weights {described}\n({_PHOTO_NOTE})")
-    print(f"wrote {out}: {args.method} of the predicted class at {', '.join(maps)} for {len(args.images)} image(s)")
-    return 0
-
-
-# ------------------------------------------------------------------------------------------------------------ app
-
-
-def _add_app(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--port", type=_int_at_least(1), default=7860, metavar="N", help="port to serve on (default 7860)"
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)"
-    )
-    parser.add_argument(
-        "--share", action="store_true", help="also ask Gradio for a public link, through its servers (default: off)"
-    )
-    parser.add_argument(
-        "--weights",
-        metavar="W",
-        help="a .pt state_dict or a run folder to offer beside the published weights, chosen at the start",
-    )
-    parser.add_argument(
-        "--data-dir",
-        metavar="D",
-        help="CIFAR-10 folder for the mistakes tab (default: $EVA9_DATA_DIR, else ./data; never downloaded)",
-    )
-
-
-def _app(args: argparse.Namespace) -> int:
-    try:
-        from .app import launch
-
-        launch(args.host, args.port, share=args.share, weights_arg=args.weights, data_dir=args.data_dir)
-    except ImportError as error:  # Gradio is an extra: say how to install it, in one line
-        print(f"eva9 app: error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
 # -------------------------------------------------------------------------------------------------------- main
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("train ResNet18 on CIFAR-10 with a named profile and write a run folder", _add_train, _train),
     "lr-find": ("run the learning-rate range test on a profile and plot it", _add_lr_find, _lr_find),
-    "evaluate": ("print a trained run's test accuracy, overall and per class", _add_evaluate, _evaluate),
+    "evaluate": (
+        "print a trained run's test accuracy, overall and per class",
+        commands.add_evaluate,
+        commands.run_evaluate,
+    ),
     "predict": (
         "classify photos of your own with trained weights: the top classes and their probabilities",
-        _add_predict,
-        _predict,
+        commands.add_predict,
+        commands.run_predict,
     ),
-    "gradcam": ("explain photos of your own: a figure of GradCAM maps at the chosen layers", _add_gradcam, _gradcam),
-    "app": ("explain photos of your own in the browser: the explorer app (needs eva9[app])", _add_app, _app),
+    "gradcam": (
+        "explain photos of your own: a figure of GradCAM maps at the chosen layers",
+        commands.add_gradcam,
+        commands.run_gradcam,
+    ),
+    "app": (
+        "explain photos of your own in the browser: the explorer app (needs eva9[app])",
+        commands.add_app,
+        commands.run_app,
+    ),
 }
 """Subcommands: name → (help, add its arguments, run it and return the exit code)."""
 
@@ -471,9 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         "eva9 evaluate --run runs/smoke; eva9 predict cat.jpg; "
         "eva9 gradcam cat.jpg --weights seed --layers layer3 layer4 --out cam.png",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, add_arguments, run) in COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        sub = subcommands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         add_arguments(sub)
         sub.set_defaults(handler=run)
     return parser

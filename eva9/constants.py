@@ -6,7 +6,7 @@ use them; ``eva9.data`` and ``eva9.analysis`` re-export them under the same name
 
 from __future__ import annotations
 
-__all__ = ["CLASSES", "SHORT_NAMES", "MEAN", "STD"]
+__all__ = ["CLASSES", "SHORT_NAMES", "MEAN", "STD", "IMAGE_FORMATS"]
 
 CLASSES: tuple[str, ...] = (
     "airplane",
@@ -30,3 +30,7 @@ MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 
 STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 """Per-channel standard deviation over all training pixels (not the widely copied 0.2023, 0.1994, 0.2010)."""
+
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+"""The only formats eva9 decodes (Pillow's names, passed as ``Image.open(..., formats=IMAGE_FORMATS)``): never
+EPS or PostScript, which Pillow hands to Ghostscript, nor the rarer formats whose decoders see little use."""

@@ -14,7 +14,9 @@ Where a file is looked for, in this order (a damaged copy in one place does not 
 4. a download from the repository (the manifest's URL, or ``$EVA9_RESULTS_URL/weights/<file>``) into the hub cache.
 
 Every file is checked against its full SHA-256 before it is loaded; a file that does not match is never loaded,
-and a bad download is never kept. File names from the manifest are accepted only as plain names, so nothing is
+and a bad download is never kept. A symbolic link is followed and its target read, never written or deleted: one
+whose target does not match is skipped like any damaged copy (and one in the hub cache is not replaced by a
+download). File names from the manifest are accepted only as plain names, so nothing is
 ever read, written or deleted outside those folders.
 """
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import DownloadError, UnsafeNameError, WriteError, check_sha256, download, inside, plain_name
+from .files import DownloadError, UnsafeNameError, WriteError, check_sha256, download, plain_name
 
 __all__ = [
     "REPOSITORY",
@@ -222,22 +224,41 @@ def _by_hand(entry: Weights) -> str:
     return f"Download {entry.url} by hand and put it in {places} (its SHA-256 must be {entry.sha256})."
 
 
+def _shown(path: Path) -> str:
+    """``path``, and where it leads when it is a symbolic link."""
+    return f"{path} (a link to {os.readlink(path)})" if path.is_symlink() else str(path)
+
+
 def _verified_file(entry: Weights) -> Path:
-    """The first copy of the entry's file whose SHA-256 matches, else a fresh download into the hub cache."""
+    """The first copy of the entry's file whose SHA-256 matches, else a fresh download into the hub cache.
+
+    A copy may be a symbolic link (to a shared folder, say): its target is read, never written. A copy that does
+    not match, or cannot be read, is skipped and left as it is, and the search goes on in the next folder.
+    """
     damaged = []
     for folder in weights_dirs():
-        path = inside(folder, entry.file)
-        if path.is_file():
+        path = folder / entry.file  # a plain name (checked in the manifest): nothing outside the folder is named
+        try:
+            if not path.is_file():  # missing, a folder, or a link that leads nowhere
+                continue
             if sha256_of(path) == entry.sha256:
                 return path
-            damaged.append(str(path))
-    note = f" ({', '.join(damaged)} did not have its SHA-256 and was not loaded)" if damaged else ""
+            damaged.append(f"{_shown(path)} did not have its SHA-256 and was not loaded")
+        except OSError as error:
+            damaged.append(f"{_shown(path)} could not be read ({error.strerror or error})")
+    note = f" ({'; '.join(damaged)})" if damaged else ""
+    cached = cache_dir() / entry.file
+    if cached.is_symlink():  # a link of the user's: never replaced by a download
+        raise WeightsError(
+            f"could not get the weights {entry.name!r}{note}: {cached} is a link, left as it is; remove it to "
+            f"download a fresh copy. {_by_hand(entry)}"
+        )
     print(f"Downloading the published weights {entry.name!r} ({entry.file}) from {entry.url}", flush=True)
     try:
         return download(
             entry.url, cache_dir(), entry.file, max_bytes=entry.size or MAX_WEIGHTS_BYTES, sha256=entry.sha256
         )
-    except (DownloadError, WriteError) as error:
+    except (DownloadError, WriteError, UnsafeNameError) as error:
         raise WeightsError(f"could not get the weights {entry.name!r}{note}: {error}. {_by_hand(entry)}") from None
 
 

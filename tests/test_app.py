@@ -186,3 +186,58 @@ def test_the_app_offers_every_cam_method_and_draws_one_row_per_chosen_method(exp
     assert two.overlays.size[1] > 1.5 * one.overlays.size[1]  # and a second row, LayerCAM's
     unknown = explorer.explain(None, "Chelsea the cat", explorer.default, ["saliency"], ["layer4"])
     assert unknown.message.startswith("**Cannot explain this:**") and "saliency" in unknown.message
+
+
+def test_a_second_visitor_is_answered_while_a_first_asks_for_every_method_at_every_layer(explorer, monkeypatch):
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+    original = app.class_maps
+
+    def hold_the_first_visitors_last_method(model, images, layers, method):
+        if method == app.cam_methods()[-1]:  # the first visitor's request is still being worked on
+            held.set()
+            release.wait(timeout=300)
+        return original(model, images, layers, method)
+
+    alone = explorer.explain(None, "a rocket", explorer.default, ["gradcam"], ["layer4"])
+    monkeypatch.setattr(app, "class_maps", hold_the_first_visitors_last_method)
+    answers: dict[str, app.Explanation] = {}
+
+    def ask(who: str, sample: str, methods: list[str], layers: list[str]) -> threading.Thread:
+        def run() -> None:
+            answers[who] = explorer.explain(None, sample, explorer.default, methods, layers)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    first = ask("first", "Chelsea the cat", list(app.cam_methods()), list(app.LAYERS))
+    try:
+        assert held.wait(timeout=300), "the first request never reached its last method"
+        second = ask("second", "a rocket", ["gradcam"], ["layer4"])
+        second.join(timeout=120)
+        assert not second.is_alive(), "the second visitor waited for the first"
+        assert first.is_alive()  # answered while the first request was still being worked on
+    finally:
+        release.set()
+        first.join(timeout=300)
+    assert answers["second"].message == alone.message and answers["second"].top_classes == alone.top_classes
+    assert np.array_equal(np.asarray(answers["second"].overlays), np.asarray(alone.overlays))  # no hook crossed over
+    assert answers["first"].overlays is not None and answers["first"].message.startswith("**Chelsea the cat**")
+
+
+def test_the_page_answers_two_requests_at_once(monkeypatch):
+    pytest.importorskip("gradio")
+    calls = {}
+
+    class Page:
+        def queue(self, **kwargs):
+            calls["queue"] = kwargs
+
+        def launch(self, **kwargs):
+            calls["launch"] = kwargs
+
+    monkeypatch.setattr(app, "build", lambda explorer: Page())
+    app.launch(block=False)
+    assert calls["queue"] == {"default_concurrency_limit": 2} and app.CONCURRENT_REQUESTS == 2

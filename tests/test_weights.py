@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import urllib.error
 import urllib.request
@@ -374,3 +375,98 @@ def test_without_a_checkout_network_or_copy_the_error_names_url_file_and_folder(
     message = str(error.value)
     assert "\n" not in message and entry.url in message and entry.file in message
     assert str(weights.cache_dir()) in message and entry.url.startswith(weights.RESULTS_URL)
+
+
+# ------------------------------------------------------------------------------------ symbolic links (issue 26)
+
+
+def test_a_link_whose_target_matches_is_used_read_only(published, reference_state, monkeypatch, tmp_path):
+    results_dir, _ = published
+    entry = weights.get("seed")
+    shared = tmp_path / "shared-drive"  # a folder elsewhere, as a lab's shared copy
+    shared.mkdir()
+    target = shared / "the-copy.pt"
+    shutil.move(results_dir / "weights" / entry.file, target)
+    target.chmod(0o444)
+    by_hand = tmp_path / "by-hand"
+    by_hand.mkdir()
+    (by_hand / entry.file).symlink_to(target)
+    monkeypatch.setenv("EVA9_WEIGHTS_DIR", str(by_hand))
+    monkeypatch.setenv("EVA9_RESULTS_URL", "http://127.0.0.1:9/results")  # it must not download
+    assert same_weights(models.resnet18(weights="seed"), reference_state)
+    assert (by_hand / entry.file).is_symlink() and weights.sha256_of(target) == entry.sha256
+
+
+@pytest.mark.parametrize("where", ["weights dir", "hub cache"])
+def test_a_link_whose_target_does_not_match_is_skipped_and_kept(where, published, reference_state, monkeypatch):
+    results_dir, _ = published
+    entry = weights.get("seed")
+    good = results_dir / "weights" / entry.file
+    wrong = results_dir.parent / "elsewhere" / "other.pt"
+    wrong.parent.mkdir()
+    wrong.write_bytes(b"the user's other file")
+    by_hand = results_dir.parent / "by-hand"
+    by_hand.mkdir()
+    weights.cache_dir().mkdir(parents=True)
+    if where == "weights dir":  # results/ damaged, a bad link in $EVA9_WEIGHTS_DIR, a good copy in the hub cache
+        shutil.move(good, weights.cache_dir() / entry.file)
+        link = by_hand / entry.file
+    else:  # results/ damaged, a bad link in the hub cache, a good copy served
+        good.unlink()
+        link = weights.cache_dir() / entry.file
+    link.symlink_to(wrong)
+    monkeypatch.setenv("EVA9_WEIGHTS_DIR", str(by_hand))
+    if where == "weights dir":
+        monkeypatch.setenv("EVA9_RESULTS_URL", "http://127.0.0.1:9/results")  # it must not download
+        assert same_weights(models.resnet18(weights="seed"), reference_state)
+    else:
+        with pytest.raises(weights.WeightsError) as error:
+            models.resnet18(weights="seed")
+        message = str(error.value)
+        assert "\n" not in message and f"{link} (a link to {wrong}) did not have its SHA-256" in message
+        assert f"{link} is a link, left as it is; remove it to download a fresh copy" in message
+    assert link.is_symlink() and os.readlink(link) == str(wrong) and wrong.read_bytes() == b"the user's other file"
+
+
+def test_a_dangling_link_is_skipped(published, reference_state, monkeypatch, tmp_path):
+    entry = weights.get("seed")
+    by_hand = tmp_path / "by-hand"
+    by_hand.mkdir()
+    (by_hand / entry.file).symlink_to(tmp_path / "gone.pt")
+    monkeypatch.setenv("EVA9_WEIGHTS_DIR", str(by_hand))
+    results_dir, _ = published
+    (results_dir / "weights" / entry.file).write_bytes(b"damaged")  # so the search reaches the link, and goes on
+    assert same_weights(models.resnet18(weights="seed", progress=False), reference_state)  # downloaded
+    assert (by_hand / entry.file).is_symlink()
+
+
+# ------------------------------------------------------------------------------- a malformed index (issue 26)
+
+
+def nested(depth: int) -> bytes:
+    """A syntactically valid index whose first record entry hides ``depth`` levels of lists and objects."""
+    inner = b"0"
+    for level in range(depth):
+        inner = b"[" + inner + b"]" if level % 2 else b'{"k": ' + inner + b"}"
+    return b'{"records": [' + inner + b"]}"
+
+
+@pytest.mark.parametrize("depth", [40, 5_000, 200_000])
+def test_a_deeply_nested_index_is_one_line_and_the_cached_copy_is_used(published, monkeypatch, tmp_path, depth):
+    no_checkout(monkeypatch, tmp_path)
+    remote = published[1]
+    assert [run["name"] for run in results.load_recorded_runs()] == ["seed", "other"]
+    cached = records._records_cache() / "index.json"
+    good = cached.read_bytes()
+    payload = nested(depth)
+    if len(payload) > records.MAX_INDEX_BYTES:
+        payload = payload[: records.MAX_INDEX_BYTES]  # capped: an index this large is refused for its size anyway
+    (remote / "index.json").write_bytes(payload)
+    records._INDEX_FETCHED.clear()
+    assert [run["name"] for run in results.load_recorded_runs()] == ["seed", "other"]  # the cached copy
+    assert cached.read_bytes() == good
+    cached.unlink()  # and with no cached copy: one line, no RecursionError
+    records._INDEX_FETCHED.clear()
+    with pytest.raises(weights.WeightsError) as error:
+        results.load_recorded_runs()
+    assert "\n" not in str(error.value) and "nested deeper than 32 levels" in str(error.value), error.value

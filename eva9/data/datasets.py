@@ -60,8 +60,10 @@ def _read_image(path: Path) -> np.ndarray:
     """Decode one image file to a uint8 HWC RGB array, or raise CIFAR10Error naming the file."""
     from PIL import Image, UnidentifiedImageError
 
+    from ..constants import IMAGE_FORMATS
+
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise CIFAR10Error(

@@ -108,7 +108,7 @@ def jpeg_copy(dataset: CIFAR10Dataset, quality: int = 75) -> CIFAR10Dataset:
     for i, image in enumerate(images):
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-        with Image.open(buffer) as decoded:
+        with Image.open(buffer, formats=["JPEG"]) as decoded:
             encoded[i] = np.asarray(decoded.convert("RGB"))
     return CIFAR10Dataset(encoded, dataset.targets, dataset.transform, dataset.classes, dataset.root, dataset.split)
 

@@ -14,6 +14,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from eva9.files import write_atomic
 from eva9.gradcam import _as_display_image
 
 PathLike = Union[str, os.PathLike]
@@ -71,12 +72,27 @@ def _single_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure,
     return fig, fig.add_subplot()
 
 
+FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+"""The file name extensions a figure may be saved under, and the format each one gets."""
+
+
+def figure_format(path: PathLike) -> str:
+    """The format a figure saved at ``path`` is written in, from its extension; ValueError (one line) for any
+    other extension, so that a caller can refuse a name before any work."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise ValueError(f"{path}: name a {', '.join(FIGURE_FORMATS)} file (a figure is written in that format)")
+    return FIGURE_FORMATS[suffix]
+
+
 def _finish(fig: Figure, path: PathLike | None) -> Figure:
-    """Save a PNG at ``path`` (creating its folder) when given; return the figure."""
+    """Save the figure at ``path`` (creating its folder) when given, in the format its extension names, whole or
+    not at all (:func:`eva9.files.write_atomic`); return the figure."""
     if path is not None:
         path = Path(path)
+        kind = figure_format(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=120)
+        write_atomic(path, lambda out: fig.savefig(out, format=kind, dpi=120))
     return fig
 
 

@@ -13,7 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..files import DownloadError, UnsafeNameError, WriteError, check_sha256, download, plain_name, write_atomic
+from ..files import (
+    DownloadError,
+    UnsafeNameError,
+    WriteError,
+    check_sha256,
+    download,
+    fetch,
+    load_json,
+    plain_name,
+    write_atomic,
+)
 from ..weights import MANIFEST, WeightsError, cache_dir, results_dir, results_url, sha256_of
 
 SCHEMA_VERSION = 1
@@ -125,20 +135,21 @@ def _records_cache() -> Path:
     return cache_dir().parent / "eva9-results"
 
 
-def _listing(path: Path) -> list[dict]:
-    """The validated entries of a downloaded index: plain file names and 64-hex-digit SHA-256s."""
+def _listing(data: bytes, source: object) -> list[dict]:
+    """The validated entries of an index (``source`` names it): bounded JSON (:func:`eva9.files.load_json`), plain
+    file names and 64-hex-digit SHA-256s; else WeightsError, one line."""
     try:
-        listing = json.loads(path.read_text(encoding="utf-8"))
-        entries = listing["records"]
-        if not isinstance(entries, list):
-            raise TypeError("'records' is no list")
+        listing = load_json(data, str(source), max_bytes=MAX_INDEX_BYTES)
+        if not isinstance(listing, dict) or not isinstance(listing.get("records"), list):
+            raise TypeError("no object with a list 'records'")
         return [
-            {"file": plain_name(e["file"], "record file name"), "sha256": check_sha256(e["sha256"])} for e in entries
+            {"file": plain_name(e["file"], "record file name"), "sha256": check_sha256(e["sha256"])}
+            for e in listing["records"]
         ]
     except UnsafeNameError as error:
-        raise WeightsError(f"{path}: {error}") from None
+        raise WeightsError(f"{source}: {error}") from None
     except (ValueError, KeyError, TypeError) as error:
-        raise WeightsError(f"{path} is no index of recorded runs ({error!r})") from None
+        raise WeightsError(f"{source} is no index of recorded runs ({' '.join(str(error).split())})") from None
 
 
 _INDEX_FETCHED: dict[str, Path] = {}
@@ -147,25 +158,29 @@ _INDEX_FETCHED: dict[str, Path] = {}
 def _remote_record_paths() -> list[Path]:
     """The records listed in the repository's index, each downloaded once into the cache and hash-checked.
 
-    The index is downloaded (capped) beside the cached copy and replaces it only once it validates; offline, the
-    copy fetched last time is used. Every name it gives is a plain name, so nothing leaves the cache folder.
+    The index is read into memory (capped in size and depth) and replaces the cached copy, atomically, only once
+    it validates, so processes refreshing it at once never collide; offline or malformed, the copy fetched last
+    time is used. Every name it gives is a plain name, so nothing leaves the cache folder.
     """
     cache = _records_cache()
     url = f"{results_url()}/{INDEX_FILE}"
     if _INDEX_FETCHED.get(url) != cache / INDEX_FILE:  # once per process: new runs are published rarely
         try:
-            fresh = download(url, cache, f".{INDEX_FILE}.new", max_bytes=MAX_INDEX_BYTES)
-            try:
-                _listing(fresh)
-                os.replace(fresh, cache / INDEX_FILE)
-            finally:
-                fresh.unlink(missing_ok=True)
+            fresh = fetch(url, max_bytes=MAX_INDEX_BYTES)
+            _listing(fresh, url)
+            cache.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache / INDEX_FILE, fresh)  # a temp file of its own, then a rename: the last one wins
             _INDEX_FETCHED[url] = cache / INDEX_FILE
         except (DownloadError, WriteError, WeightsError) as error:  # offline, too large or malformed: keep the old
             if not (cache / INDEX_FILE).is_file():
                 raise WeightsError(f"could not get the list of recorded runs from {url}: {error}") from None
     paths = []
-    for entry in _listing(cache / INDEX_FILE):
+    index = cache / INDEX_FILE
+    try:
+        text = index.read_bytes()
+    except OSError as error:
+        raise WeightsError(f"cannot read {index} ({error.strerror}); delete it to fetch it again") from None
+    for entry in _listing(text, index):
         folder = cache / entry["sha256"][:8]  # the record's own name, one folder per version
         path = folder / entry["file"]
         if not (path.is_file() and sha256_of(path) == entry["sha256"]):
@@ -296,11 +311,9 @@ def load_run_file(path: str | os.PathLike) -> dict:
     """Read and validate one recorded-run JSON file; ``run["path"]`` is set to where it came from."""
     path = Path(path)
     try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{path}: not valid JSON ({error}). Re-create it with `python benchmarks/full_runs.py`."
-        ) from None
+        run = load_json(path.read_bytes(), str(path), max_bytes=MAX_RECORD_BYTES)
+    except ValueError as error:
+        raise ValueError(f"{error}. Re-create it with `python benchmarks/full_runs.py`.") from None
     validate_run(run, str(path))
     run["path"] = str(path)
     return run
