@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
@@ -231,21 +232,52 @@ def lr_range_test(
     finding, *, peak: float | None = None, ax: Axes | None = None, path: PathLike | None = None
 ) -> Figure:
     """The loss of each step of a learning-rate range test (:func:`eva9.train.lr_find`) against its learning rate
-    (log scale), the smoothed loss, the suggestion, and ``peak`` (a profile's learning rate) for comparison."""
+    (log scale), the smoothed loss, the suggestion (or why there is none), where and why the test stopped, and
+    ``peak`` (a profile's learning rate) for comparison.
+
+    The loss axis spans the smoothed loss, all of it; single steps' losses above it are clipped (the legend says so),
+    since one noisy step of the climb would otherwise squash the descent into the bottom of the axes."""
     if not finding.lrs:
         raise ValueError("the range test recorded no step (did the first loss diverge?)")
-    fig, ax = _single_axes(ax, (6.0, 3.6))
-    ax.plot(finding.lrs, finding.losses, color="0.75", linewidth=1, label="loss of each step")
+    fig, ax = _single_axes(ax, (8.4, 3.6))
+    low = min(min(finding.losses), min(finding.smoothed))
+    high = max(finding.smoothed)
+    pad = 0.08 * max(high - low, 0.05 * high)
+    clipped = max(finding.losses) > high + pad
+    ax.plot(
+        finding.lrs,
+        finding.losses,
+        color="0.7",
+        linewidth=1,
+        label="loss of each step" + ("\n(higher ones clipped)" if clipped else ""),
+    )
     ax.plot(finding.lrs, finding.smoothed, color="C0", linewidth=2, label="smoothed loss")
     if finding.suggestion is not None:
         ax.axvline(finding.suggestion, color="C2", label=f"steepest descent: lr {finding.suggestion:.3g}")
+    else:  # a legend entry without a line: the reader looks for the suggestion there
+        ax.plot(
+            [],
+            [],
+            " ",
+            label=_wrapped("no suggestion: the loss did not fall clearly before it rose (too short to suggest a rate)"),
+        )
+    reason = finding.stop_reason()
+    if reason is not None:
+        ax.plot(
+            finding.lrs[-1], finding.smoothed[-1], "X", color="C3", markersize=9, label=f"stopped: {_wrapped(reason)}"
+        )
     if peak is not None:
         ax.axvline(peak, color="C3", linestyle="--", label=f"the profile's lr {peak:.3g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
-    top = max(finding.smoothed[0], min(finding.losses)) * 1.5
-    ax.set_ylim(min(finding.losses) * 0.9, max(top, max(finding.smoothed[: len(finding.smoothed) // 2 + 1])))
+    ax.set_ylim(low - pad, high + pad)
+    ax.grid(alpha=0.3)
     ax.set_title("Learning-rate range test")
-    ax.legend(fontsize="small")
+    # beside the axes the legend covers no curve, wherever the test stopped
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _finish(fig, path)
+
+
+def _wrapped(text: str, width: int = 30) -> str:
+    return textwrap.fill(text, width)
