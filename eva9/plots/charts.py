@@ -66,7 +66,29 @@ def _label_smoothing_of(history) -> float | None:
 
 
 LOG_SCALE_SPAN = 10.0
-"""training_curves draws the losses on a log scale when the largest is more than this many times the smallest."""
+"""training_curves draws the losses on a log scale when the largest it shows is more than this many times the
+smallest."""
+
+OFF_SCALE = 2.0
+"""training_curves draws a few isolated high losses off the scale (a marker on the top edge names each) when they
+are more than this many times every other loss: the live cpu run's first test loss of 6.2, over losses of 1.6 to
+2.3, otherwise squashed the rest of its curve into a sixth of the axes."""
+
+
+def _off_scale(losses: Sequence[float]) -> set[int]:
+    """The indices of the losses above the widest gap (as a ratio, more than :data:`OFF_SCALE`) between one loss
+    and the next lower, when at most a quarter of them lie above it."""
+    order = sorted(range(len(losses)), key=lambda i: losses[i], reverse=True)
+    most = max(1, len(losses) // 4)
+    gaps = [
+        (losses[order[k]] / losses[order[k + 1]], k)
+        for k in range(min(most, len(order) - 1))
+        if losses[order[k + 1]] > 0
+    ]
+    if not gaps:
+        return set()
+    ratio, k = max(gaps)
+    return set(order[: k + 1]) if ratio > OFF_SCALE else set()
 
 
 def training_curves(
@@ -107,11 +129,29 @@ def training_curves(
         acc_ax.plot(x, [100 * e[f"{split}_acc"] for e in epochs], style, markersize=3, label=split)
     if target is not None:
         acc_ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"target {100 * target:g}%")
-    losses = [e[f"{split}_loss"] for e in epochs for split in ("train", "test")]
-    if min(losses) > 0 and max(losses) > LOG_SCALE_SPAN * min(losses):  # one early spike would flatten the rest
+    points = [(e["epoch"], split, e[f"{split}_loss"]) for e in epochs for split in ("train", "test")]
+    off = _off_scale([loss for _, _, loss in points])
+    shown = [loss for i, (_, _, loss) in enumerate(points) if i not in off]
+    log = min(shown) > 0 and max(shown) > LOG_SCALE_SPAN * min(shown)  # a steady fall by orders of magnitude
+    if log:
         loss_ax.set(yscale="log", ylabel="loss (log scale)")
     else:
         loss_ax.set(ylabel="loss")
+    if off:  # the axis spans the other losses; each one off the scale is a marker on the top edge, named
+        low, high = min(shown), max(shown)
+        top = high * (high / low) ** 0.08 if log else high + 0.08 * (high - low)
+        loss_ax.set_ylim(low / (high / low) ** 0.08 if log else low - 0.08 * (high - low), top)
+        colors = {"train": loss_ax.get_lines()[0].get_color(), "test": loss_ax.get_lines()[1].get_color()}
+        for epoch, split, loss in (points[i] for i in sorted(off)):
+            loss_ax.plot(
+                [epoch],
+                [top],
+                "^",
+                color=colors[split],
+                markersize=8,
+                clip_on=False,
+                label=f"{split} loss {loss:.3g} at epoch {epoch}, off the scale",
+            )
     loss_ax.set(title="Loss", xlabel="epoch")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (loss_ax, acc_ax):
