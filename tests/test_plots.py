@@ -370,6 +370,30 @@ def test_class_accuracy_bars_one_bar_per_class_in_percent(tmp_path):
     assert_png(tmp_path / "acc.png")
 
 
+def test_the_mean_is_named_where_it_covers_no_bar():
+    # the "mean" legend sat in the lower right corner, over the truck bar
+    fast = [0.933, 0.962, 0.863, 0.797, 0.91, 0.845, 0.924, 0.939, 0.948, 0.942]  # results/fast.json
+    fig = plots.class_accuracy_bars(fast)
+    FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    bars = [bar.get_window_extent() for bar in ax.patches]
+    legend = ax.get_legend()
+    names = [t for t in ax.texts if "mean" in t.get_text()] + ([legend] if legend is not None else [])
+    for name in names:
+        assert not any(name.get_window_extent().overlaps(bar) for bar in bars)
+    assert names and any("90.6" in t.get_text() for t in ax.texts)  # the mean, named with its value
+
+
+def test_the_target_line_lies_inside_the_accuracy_axes_of_a_run_that_stays_below_it():
+    # the recorded 8-epoch CPU run ends at 85 %: its 87 % line lay on the top border of the appendix's plot
+    data = history_dict()
+    for row, acc in zip(data["epochs"], (0.40, 0.75, 0.83, 0.85)):
+        row["test_acc"] = acc
+    acc_ax = plots.training_curves(data).axes[1]
+    bottom, top = acc_ax.get_ylim()
+    assert top - 87 >= 0.04 * (top - bottom)
+
+
 def test_confusion_matrix_heatmap_writes_every_count_in_its_cell(tmp_path):
     cm = np.arange(100).reshape(10, 10)
     fig = plots.confusion_matrix_heatmap(cm, path=tmp_path / "cm.png")

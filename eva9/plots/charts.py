@@ -129,6 +129,9 @@ def training_curves(
         acc_ax.plot(x, [100 * e[f"{split}_acc"] for e in epochs], style, markersize=3, label=split)
     if target is not None:
         acc_ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"target {100 * target:g}%")
+        accuracies = [100 * e[f"{split}_acc"] for e in epochs for split in ("train", "test")] + [100 * target]
+        low, high = min(accuracies), max(accuracies)
+        acc_ax.set_ylim(low - 0.06 * (high - low), high + 0.08 * (high - low))  # the target line clear of the border
     points = [(e["epoch"], split, e[f"{split}_loss"]) for e in epochs for split in ("train", "test")]
     off = _off_scale([loss for _, _, loss in points])
     shown = [loss for i, (_, _, loss) in enumerate(points) if i not in off]
@@ -178,9 +181,19 @@ def class_accuracy_bars(
     percent = 100 * np.nan_to_num(acc, nan=0.0)
     bars = ax.bar(list(names), percent, color="tab:blue")
     ax.bar_label(bars, labels=["n/a" if np.isnan(a) else f"{100 * a:.0f}" for a in acc], fontsize=8)
-    if not np.isnan(acc).all():
-        ax.axhline(100 * np.nanmean(acc), color="grey", linestyle="--", linewidth=1, label="mean")
-        ax.legend(loc="lower right")
+    if not np.isnan(acc).all():  # the mean named at the line's end, right of the bars (a legend covered one)
+        mean = 100 * np.nanmean(acc)
+        ax.axhline(mean, color="grey", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"mean\n{mean:.1f}",
+            xy=(1, mean),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=9,
+            color="0.3",
+        )
     ax.set(title="Accuracy per class", ylabel="accuracy (%)", ylim=(0, 105))
     return _finish(fig, path)
 
