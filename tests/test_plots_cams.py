@@ -121,3 +121,16 @@ def test_curves_that_differ_are_not_merged():
     deletion = {"gradcam @ layer4": curve("deletion", 0.2), "xgradcam @ layer4": curve("deletion", 0.21)}
     fig = plots.faithfulness_curves(deletion, deletion)
     assert len(fig.axes[0].get_lines()) == 2
+
+
+def test_a_map_keeps_its_colour_in_both_panels_when_only_one_panel_merges_curves():
+    deletion = {"gradcam @ layer4": curve("deletion", 0.2), "layercam @ layer4": curve("deletion", 0.3)}
+    deletion["random map"] = curve("deletion", 0.6)
+    insertion = {"gradcam @ layer4": curve("insertion", 0.8), "layercam @ layer4": curve("insertion", 0.8)}
+    insertion["random map"] = curve("insertion", 0.4)
+    left, right = plots.faithfulness_curves(deletion, insertion).axes
+    colour = {
+        ax: {line.get_label().split(" (")[0]: line.get_color() for line in ax.get_lines()} for ax in (left, right)
+    }
+    assert colour[left]["random map"] == colour[right]["random map"]
+    assert colour[left]["gradcam @ layer4"] == colour[right]["gradcam = layercam @ layer4"]
