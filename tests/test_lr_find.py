@@ -147,6 +147,11 @@ def test_a_monotone_fall_suggests_its_steepest_point_and_a_monotone_climb_nothin
     assert rising.diverged and rising.suggestion is None
 
 
+def test_a_reading_refuses_a_factor_that_is_not_above_one():
+    with pytest.raises(ValueError, match="diverge=0.5 must be a factor > 1"):
+        read_range_test([(1e-3, 2.3)], diverge=0.5)
+
+
 def test_a_loss_that_is_not_finite_ends_the_reading_before_it_is_recorded():
     found = read_range_test([(1e-3, 2.3), (1e-2, 2.1), (1e-1, math.nan), (1.0, 2.0)])
     assert found.diverged and found.lrs == [1e-3, 1e-2] and found.suggestion is None
@@ -159,6 +164,8 @@ def test_a_loss_that_is_not_finite_ends_the_reading_before_it_is_recorded():
         (dict(start=1.0, end=0.1), "end=0.1 must be a finite learning rate above start=1.0"),
         (dict(end=math.inf), "end=inf must be"),
         (dict(steps=1), "steps=1 must be a whole number >= 2"),
+        (dict(diverge=1.0), "diverge=1.0 must be a factor > 1"),
+        (dict(beta=1.0), r"beta=1.0 must be in \[0, 1\)"),
     ],
 )
 def test_bad_bounds_are_refused_in_one_line_before_any_work(bounds, message):

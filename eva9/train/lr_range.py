@@ -96,6 +96,13 @@ def _check_bounds(start: float, end: float, steps: int) -> None:
         raise ValueError(f"lr_find: steps={steps!r} must be a whole number >= 2")
 
 
+def _check_reading(beta: float, diverge: float) -> None:
+    if not (isinstance(beta, (int, float)) and 0 <= beta < 1):
+        raise ValueError(f"lr_find: beta={beta!r} must be in [0, 1) (the moving average's memory)")
+    if not (isinstance(diverge, (int, float)) and math.isfinite(diverge) and diverge > 1):
+        raise ValueError(f"lr_find: diverge={diverge!r} must be a factor > 1 over the smoothed minimum")
+
+
 def _batches(loader) -> Iterator:
     """The loader's batches, epoch after epoch (each pass sets the epoch-seeded sampler's epoch, as fit does)."""
     set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
@@ -133,6 +140,7 @@ def read_range_test(steps: Iterable[tuple[float, float]], *, beta: float = 0.98,
     exponential moving average (``beta``, bias-corrected), stopping (no further step is taken) once the smoothed
     loss exceeds ``diverge`` times its minimum or a loss is not finite, and the suggestion
     (:func:`steepest_descent`). :func:`lr_find` feeds it the steps it trains; a list of pairs reads a recorded test."""
+    _check_reading(beta, diverge)
     found = LRFinding([], [], [], None, False, diverge)
     average, best = 0.0, math.inf
     for step, (lr, value) in enumerate(steps, start=1):
@@ -173,6 +181,7 @@ def lr_find(
     (after seeding with ``config.seed``, as :func:`fit` does); ``train_loader`` to the config's training batches.
     """
     _check_bounds(start, end, steps)
+    _check_reading(beta, diverge)
     config = (config if config is not None else profile()).validate()
     device = pick_device(config.device)
     seed_everything(config.seed)
