@@ -197,11 +197,7 @@ def _lr_find(args: argparse.Namespace) -> int:
     config = profile(args.profile, **_config_overrides(args))
     found = lr_find(config, start=args.start, end=args.end, steps=args.steps)
     lr_range_test(found, peak=config.lr, path=out)
-    suggestion = "none (too few steps)" if found.suggestion is None else f"{found.suggestion:.3g}"
-    print(
-        f"{len(found.lrs)} steps, lr {found.lrs[0]:.3g} to {found.lrs[-1]:.3g}; suggestion {suggestion}, "
-        f"profile {config.profile} peak {config.lr:g}; wrote {out}"
-    )
+    print(f"{found.summary()}; profile {config.profile} peak {config.lr:g}; wrote {out}")
     return 0
 
 

@@ -266,3 +266,18 @@ def test_eigencam_is_high_where_every_channel_is_active_whatever_the_svd_sign():
         maps = eigencam_map(activations[:, order])
         assert (maps[:, region].min(dim=1).values > 0.9).all()
         assert (maps[:, ~region].max(dim=1).values < 0.1).all()
+
+
+def test_before_average_pooling_and_a_linear_layer_gradcam_xgradcam_and_hirescam_are_one_map():
+    # layer4 feeds the classifier through global average pooling: d logit / d A[k, i, j] = W[c, k] / (h w) at every
+    # position, so GradCAM's mean gradient, XGradCAM's activation-weighted one and HiResCAM's per-position product
+    # all weigh channel k by that constant (the GradCAM chapter's curves draw them as one line)
+    model = resnet18().eval()
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    maps = {}
+    for method in ("gradcam", "xgradcam", "hirescam"):
+        with CAM(model, ["layer3", "layer4"], method) as cam:
+            maps[method] = cam(images, targets=torch.tensor([0, 3, 7]))
+    for method in ("xgradcam", "hirescam"):
+        torch.testing.assert_close(maps[method]["layer4"], maps["gradcam"]["layer4"], atol=1e-5, rtol=0)
+    assert (maps["hirescam"]["layer3"] - maps["gradcam"]["layer3"]).abs().max() > 0.05  # not so where a block follows

@@ -43,7 +43,7 @@ def test_lr_find_plots_the_test_and_prints_the_suggestion(tiny_folder, tmp_path,
     argv += ["--train-per-class", "4", "--data-dir", str(tiny_folder), "--device", "cpu", "--workers", "0"]
     assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
-    assert "steps, lr 0.001 to" in printed and "profile fast peak 0.2" in printed and f"wrote {out}" in printed
+    assert "steps from lr 0.001 to" in printed and "profile fast peak 0.2" in printed and f"wrote {out}" in printed
     assert out.stat().st_size > 0
 
 

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from matplotlib.backends.backend_agg import RendererAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from eva9 import analysis, models, plots, transforms  # noqa: E402
+from eva9 import analysis, models, plots, train, transforms  # noqa: E402
 from eva9.data import MEAN, STD  # noqa: E402
 from eva9.plots.base import _Figure  # noqa: E402
 
@@ -84,6 +84,11 @@ def reliability() -> analysis.ReliabilityTable:
     return analysis.reliability_table(probs, torch.randint(0, 10, (2000,), generator=generator))
 
 
+def range_test() -> train.LRFinding:
+    lrs = [1e-3 * 3000 ** (k / 47) for k in range(48)]
+    return train.read_range_test(((lr, 2.3 + (lr > 0.02) * 40 * np.log10(lr / 0.02)) for lr in lrs), beta=0.9)
+
+
 images = normalize(torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
 maps = {layer: torch.rand(5, 32, 32) for layer in ("layer1", "layer2", "layer3", "layer4")}
 picture = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
@@ -113,6 +118,7 @@ FIGURES = {
     "confusion_matrix_heatmap": lambda: plots.confusion_matrix_heatmap(np.arange(100).reshape(10, 10) * 9),
     "reliability_diagram": lambda: plots.reliability_diagram(reliability()),
     "network_diagram": lambda: plots.network_diagram(models.resnet18()),
+    "lr_range_test, stopped without a suggestion": lambda: plots.lr_range_test(range_test(), peak=0.2),
 }
 
 

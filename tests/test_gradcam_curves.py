@@ -168,8 +168,18 @@ def test_faithfulness_scores_rank_the_method_that_sees_the_patch_above_the_basel
     assert math.isnan(scores.means("randomization")["random map"])
     assert scores.best("deletion") == scores.best("insertion") == "hirescam @ features"
     assert scores.best("randomization") in rows[:2]  # the baselines have no randomisation correlation
-    table = scores.table()
-    assert table.splitlines()[1].startswith("hirescam @ features") and "6 images, 8 steps" in table
+    table = scores.table()  # one small table per measure: methods × layers, the baselines below, the best starred
+    assert "6 images, 8 steps" in table.splitlines()[0]
+    blocks = table.split("\n\n")[1:]
+    assert [block.splitlines()[0].split()[0] for block in blocks] == ["deletion", "insertion", "randomisation"]
+    for block, measure in zip(blocks, ["deletion", "insertion", "randomization"]):
+        lines = block.splitlines()
+        assert lines[1].split() == ["method", "features"]
+        assert [line.split()[0] for line in lines[2:4]] == ["hirescam", "gradcam"]
+        value, shown = scores.means(measure)["hirescam @ features"], lines[2].split()[1].rstrip("*")
+        assert shown == "n/a" if math.isnan(value) else float(shown) == pytest.approx(value, abs=5e-3)
+        assert (lines[2].split()[1].endswith("*")) == (scores.best(measure) == "hirescam @ features")
+    assert "random map" in blocks[0] and "edge map" in blocks[1] and "random map" not in blocks[2]
     first, second = scores.subset(slice(0, 3)), scores.subset(slice(3, 6))
     assert first.per_image("deletion")["edge map"].shape == (3,) and first.insertion["random map"].targets.shape == (3,)
     assert ranking_agreement(scores, scores) == pytest.approx(1.0)

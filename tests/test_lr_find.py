@@ -6,13 +6,14 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from eva9 import plots
-from eva9.train import lr_find, profile, steepest_descent
+from eva9.train import lr_find, profile, read_range_test, steepest_descent
 
 
 def tiny_model(seed: int = 0) -> nn.Module:
@@ -82,7 +83,78 @@ def test_steepest_descent_picks_the_fastest_fall_before_the_minimum():
     assert steepest_descent(lrs, smoothed) == pytest.approx(10**-1.5)
     assert steepest_descent(lrs[:2], smoothed[:2]) is None  # too few points to say
     short = [2.3, 2.25, 2.1, 2.6, 3.5, 5.0, 7.0, 9.0, 12.0, 15.0]  # a descent of three points, then the climb
-    assert steepest_descent(lrs[:10], short) in lrs[:3]  # the skipped start is kept when the descent is that short
+    assert steepest_descent(lrs[:10], short) is None  # its fall lies in the noisy start: too short to say
+
+
+def ramp(steps: int, start: float = 1e-4, end: float = 10.0) -> list[float]:
+    return [start * (end / start) ** (k / (steps - 1)) for k in range(steps)]
+
+
+def dip_then_blow_up(lr: float) -> float:
+    """A clean range test: flat at 2.3, falling fastest at lr 1e-2 to 0.8, then climbing ever faster from lr 0.3."""
+    fall = 1.5 / (1 + math.exp(-4 * (math.log10(lr) + 2)))
+    climb = 0.0 if lr < 0.3 else 20 * (math.log10(lr / 0.3)) ** 2
+    return 2.3 - fall + climb
+
+
+def test_a_clean_dip_then_blow_up_stops_once_the_smoothed_loss_passes_twice_its_minimum():
+    lrs = ramp(100)
+    taken = []  # the steps the reading asked for: a live test trains no step past the divergence
+
+    def steps():
+        for lr in lrs:
+            taken.append(lr)
+            yield lr, dip_then_blow_up(lr)
+
+    found = read_range_test(steps(), beta=0.9)
+    assert found.diverged and len(found.lrs) < 100 and len(taken) == len(found.lrs)
+    assert found.smoothed[-1] > 2 * min(found.smoothed[:-1])  # the last step passed twice the minimum so far ...
+    assert all(s <= 2 * min(found.smoothed[: i + 1]) for i, s in enumerate(found.smoothed[:-1]))  # ... the first to
+    assert 10**-2.5 < found.suggestion < 10**-1.5  # within half a decade of the fastest fall (the average lags)
+    assert lrs[0] < found.suggestion < found.lrs[-1]
+    assert "stopped at lr" in found.summary() and "suggestion" in found.summary()
+
+
+def test_a_blow_up_that_smoothing_keeps_below_four_times_its_minimum_is_still_divergence():
+    # the training chapter's live test, in shape: a loss that barely falls (2.44 to 2.25) and then, from lr 0.03,
+    # alternates between 3 and 11; its smoothed loss peaked at 2.9 times its minimum, so fastai's factor of
+    # four reported "no divergence"
+    lrs = ramp(48, 1e-3, 3.0)
+    rng = np.random.default_rng(0)
+    losses = [2.3 + 0.13 * rng.standard_normal() if lr < 0.02 else rng.choice([3.0, 11.0]) for lr in lrs]
+    found = read_range_test(zip(lrs, losses), beta=0.9)
+    assert found.diverged and found.lrs[-1] < 0.3
+
+
+def test_a_noisy_short_test_that_hardly_falls_suggests_nothing_and_says_so():
+    lrs = ramp(48, 1e-3, 3.0)
+    rng = np.random.default_rng(1)
+    losses = [2.35 - 0.1 * (lr < 0.01) * math.log10(lr / 1e-3) + 0.13 * rng.standard_normal() for lr in lrs]
+    losses = [loss if lr < 0.02 else loss + 40 * math.log10(lr / 0.02) for lr, loss in zip(lrs, losses)]
+    found = read_range_test(zip(lrs, losses), beta=0.9)
+    assert found.diverged
+    assert found.suggestion is None  # the old reading suggested lr 0.0077, where this noise happened to dip
+    assert "too short to suggest" in found.summary()
+
+
+def test_a_monotone_fall_suggests_its_steepest_point_and_a_monotone_climb_nothing():
+    lrs = ramp(60)
+    falling = read_range_test(((lr, 2.3 - 1.5 / (1 + math.exp(-4 * (math.log10(lr) + 2)))) for lr in lrs), beta=0.9)
+    assert not falling.diverged and len(falling.lrs) == 60
+    assert 10**-2.5 < falling.suggestion < 10**-1.5
+    assert "no divergence" in falling.summary()
+    rising = read_range_test(((lr, 2.3 + math.log10(lr / 1e-4)) for lr in lrs), beta=0.9)
+    assert rising.diverged and rising.suggestion is None
+
+
+def test_a_reading_refuses_a_factor_that_is_not_above_one():
+    with pytest.raises(ValueError, match="diverge=0.5 must be a factor > 1"):
+        read_range_test([(1e-3, 2.3)], diverge=0.5)
+
+
+def test_a_loss_that_is_not_finite_ends_the_reading_before_it_is_recorded():
+    found = read_range_test([(1e-3, 2.3), (1e-2, 2.1), (1e-1, math.nan), (1.0, 2.0)])
+    assert found.diverged and found.lrs == [1e-3, 1e-2] and found.suggestion is None
 
 
 @pytest.mark.parametrize(
@@ -92,6 +164,8 @@ def test_steepest_descent_picks_the_fastest_fall_before_the_minimum():
         (dict(start=1.0, end=0.1), "end=0.1 must be a finite learning rate above start=1.0"),
         (dict(end=math.inf), "end=inf must be"),
         (dict(steps=1), "steps=1 must be a whole number >= 2"),
+        (dict(diverge=1.0), "diverge=1.0 must be a factor > 1"),
+        (dict(beta=1.0), r"beta=1.0 must be in \[0, 1\)"),
     ],
 )
 def test_bad_bounds_are_refused_in_one_line_before_any_work(bounds, message):
@@ -101,12 +175,31 @@ def test_bad_bounds_are_refused_in_one_line_before_any_work(bounds, message):
 
 
 def test_the_range_test_figure_shows_both_curves_the_suggestion_and_the_peak(tmp_path):
-    found = lr_find(config(), start=1e-4, end=100.0, steps=40, model=tiny_model(), train_loader=tiny_loader())
+    found = lr_find(config(), start=1e-4, end=100.0, steps=60, model=tiny_model(), train_loader=tiny_loader())
     fig = plots.lr_range_test(found, peak=0.2, path=tmp_path / "lr.png")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     labels = [line.get_label() for line in ax.get_lines()]
-    assert labels[:2] == ["loss of each step", "smoothed loss"]
+    assert labels[0].startswith("loss of each step") and labels[1] == "smoothed loss"
     assert any(label.startswith("steepest descent: lr") for label in labels)
     assert "the profile's lr 0.2" in labels
     assert (tmp_path / "lr.png").stat().st_size > 0
+
+
+def test_the_figure_keeps_the_whole_smoothed_curve_inside_its_axes_and_marks_the_stop():
+    lrs = ramp(100)
+    found = read_range_test(((lr, dip_then_blow_up(lr)) for lr in lrs), beta=0.9)
+    ax = plots.lr_range_test(found).axes[0]
+    bottom, top = ax.get_ylim()
+    assert bottom < min(found.smoothed) and max(found.smoothed) < top
+    labels = [line.get_label().replace("\n", " ") for line in ax.get_lines()]  # the legend wraps long labels
+    assert "stopped: the smoothed loss passed twice its minimum" in labels
+
+
+def test_a_figure_without_a_suggestion_says_the_test_was_too_short():
+    lrs = ramp(30, 1e-3, 3.0)
+    found = read_range_test(((lr, 2.3 + 0.5 * math.log10(lr / 1e-3)) for lr in lrs), beta=0.9)
+    assert found.suggestion is None
+    ax = plots.lr_range_test(found).axes[0]
+    labels = [line.get_label().replace("\n", " ") for line in ax.get_lines()]
+    assert any("too short to suggest" in label for label in labels)

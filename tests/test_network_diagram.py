@@ -10,7 +10,8 @@ matplotlib.use("Agg")  # this test process only: render without a display
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from matplotlib.patches import FancyArrowPatch  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from eva9 import models, plots  # noqa: E402
@@ -80,3 +81,19 @@ def test_the_head_follows_the_model_and_the_model_is_left_as_it_was():
 def test_a_model_that_is_not_a_cifar_resnet_is_refused_in_one_line():
     with pytest.raises(ValueError, match="CIFAR ResNet"):
         plots.network_layout(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+
+
+def test_the_shortcut_legend_draws_both_line_styles_at_the_size_of_the_box_labels():
+    # it was one line of 8.5 pt grey text at the bottom corner, its line styles typed as "—" and "- -"
+    fig = plots.network_diagram(models.resnet18())
+    legend = fig.axes[0].get_legend()
+    assert legend is not None
+    entries = {text.get_text(): handle for text, handle in zip(legend.get_texts(), legend.legend_handles)}
+    assert set(entries) == {"shortcut: identity", "shortcut: 1×1 convolution, stride 2"}
+    assert entries["shortcut: identity"].get_linestyle() == "-"
+    assert entries["shortcut: 1×1 convolution, stride 2"].get_linestyle() == "--"
+    assert min(text.get_fontsize() for text in legend.get_texts()) >= 10
+    FigureCanvasAgg(fig).draw()
+    box = legend.get_window_extent()
+    boxes = [p.get_window_extent() for p in fig.axes[0].patches if isinstance(p, FancyBboxPatch)]
+    assert not any(box.overlaps(b) for b in boxes)  # it covers no box of the network

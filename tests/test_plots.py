@@ -211,13 +211,47 @@ def test_training_curves_say_which_loss_is_label_smoothed(tmp_path):
     ]
 
 
+def live_cpu_run() -> dict:
+    # The live cpu run: test loss 6.2 after epoch 1, then 1.9, 1.7, 1.6.
+    losses = [(2.30, 6.21), (2.07, 1.87), (1.89, 1.65), (1.78, 1.60)]
+    rows = [
+        {"epoch": i + 1, "train_loss": tr, "test_loss": te, "train_acc": 0.1 * (i + 1), "test_acc": 0.1 * (i + 1)}
+        for i, (tr, te) in enumerate(losses)
+    ]
+    return {"epochs": rows}
+
+
+def test_training_curves_draw_an_isolated_high_loss_off_the_scale_and_mark_it():
+    # a linear axis from 0 to 6.2 left the other seven losses (1.6 to 2.3) in a sixth of its height
+    loss_ax = plots.training_curves(live_cpu_run(), label_smoothing=0.1).axes[0]
+    bottom, top = loss_ax.get_ylim()
+    assert loss_ax.get_yscale() == "linear"
+    assert 2.30 < top < 6.21 and bottom < 1.60
+    assert (2.30 - 1.60) / (top - bottom) > 0.6  # the rest of the curve fills most of the axes
+    (mark,) = off_scale_marks(loss_ax)  # a marker on the top edge where the test loss left it, named in the legend
+    assert mark.get_label() == "test loss 6.21 at epoch 1, off the scale"
+    assert list(mark.get_xdata()) == [1] and list(mark.get_ydata()) == [top] and not mark.get_clip_on()
+    assert mark.get_label() in [t.get_text() for t in loss_ax.get_legend().get_texts()]
+
+
+def off_scale_marks(ax) -> list:
+    return [line for line in ax.get_lines() if "off the scale" in line.get_label()]
+
+
 def test_training_curves_put_a_loss_that_spans_orders_of_magnitude_on_a_log_scale():
-    # At peak lr 0.05 the live cpu run's first test loss was about 100, its later ones about 2: flat on a linear axis.
     data = history_dict()
     assert plots.training_curves(data).axes[0].get_yscale() == "linear"
-    data["epochs"][0]["test_loss"] = 103.6
+    assert not off_scale_marks(plots.training_curves(data).axes[0])
+    data["epochs"][0]["test_loss"] = 103.6  # one spike (a first epoch at too high an lr): off the scale, marked
     loss_ax = plots.training_curves(data).axes[0]
+    assert loss_ax.get_yscale() == "linear" and loss_ax.get_ylim()[1] < 103.6
+    assert [m.get_label() for m in off_scale_marks(loss_ax)] == ["test loss 104 at epoch 1, off the scale"]
+    falling = history_dict(30)  # a long run whose losses fall steadily from 2.3 to 0.1: no spike, but 23 times
+    for i, row in enumerate(falling["epochs"]):
+        row["train_loss"] = row["test_loss"] = 2.3 * 0.9**i
+    loss_ax = plots.training_curves(falling).axes[0]
     assert loss_ax.get_yscale() == "log" and "log scale" in loss_ax.get_ylabel()
+    assert not off_scale_marks(loss_ax)
 
 
 def test_training_curves_mark_whole_epochs_only():
@@ -235,13 +269,8 @@ def test_training_curves_take_a_recorded_run_as_results_stores_it_and_read_its_l
 
 
 def test_the_loss_legend_covers_no_point_of_a_run_whose_first_test_loss_is_high():
-    # The live cpu run: test loss 6.2 after epoch 1, then 1.9, 1.7, 1.6; "best" put the legend across its fall.
-    losses = [(2.30, 6.21), (2.07, 1.87), (1.89, 1.65), (1.78, 1.60)]
-    rows = [
-        {"epoch": i + 1, "train_loss": tr, "test_loss": te, "train_acc": 0.1 * (i + 1), "test_acc": 0.1 * (i + 1)}
-        for i, (tr, te) in enumerate(losses)
-    ]
-    fig = plots.training_curves({"epochs": rows}, label_smoothing=0.1)
+    # "best" put the legend across the live cpu run's fall
+    fig = plots.training_curves(live_cpu_run(), label_smoothing=0.1)
     FigureCanvasAgg(fig).draw()  # lay the figure out, as the book's PNG is
     loss_ax = fig.axes[0]
     box = loss_ax.get_legend().get_window_extent()
@@ -369,6 +398,30 @@ def test_class_accuracy_bars_one_bar_per_class_in_percent(tmp_path):
     assert ax.get_title() == "Accuracy per class"
     assert "n/a" in [t.get_text() for t in ax.texts]
     assert_png(tmp_path / "acc.png")
+
+
+def test_the_mean_is_named_where_it_covers_no_bar():
+    # the "mean" legend sat in the lower right corner, over the truck bar
+    fast = [0.933, 0.962, 0.863, 0.797, 0.91, 0.845, 0.924, 0.939, 0.948, 0.942]  # results/fast.json
+    fig = plots.class_accuracy_bars(fast)
+    FigureCanvasAgg(fig).draw()
+    (ax,) = fig.axes
+    bars = [bar.get_window_extent() for bar in ax.patches]
+    legend = ax.get_legend()
+    names = [t for t in ax.texts if "mean" in t.get_text()] + ([legend] if legend is not None else [])
+    for name in names:
+        assert not any(name.get_window_extent().overlaps(bar) for bar in bars)
+    assert names and any("90.6" in t.get_text() for t in ax.texts)  # the mean, named with its value
+
+
+def test_the_target_line_lies_inside_the_accuracy_axes_of_a_run_that_stays_below_it():
+    # the recorded 8-epoch CPU run ends at 85 %: its 87 % line lay on the top border of the appendix's plot
+    data = history_dict()
+    for row, acc in zip(data["epochs"], (0.40, 0.75, 0.83, 0.85)):
+        row["test_acc"] = acc
+    acc_ax = plots.training_curves(data).axes[1]
+    bottom, top = acc_ax.get_ylim()
+    assert top - 87 >= 0.04 * (top - bottom)
 
 
 def test_confusion_matrix_heatmap_writes_every_count_in_its_cell(tmp_path):

@@ -94,3 +94,43 @@ def test_faithfulness_curves_draw_each_maps_mean_curve_with_its_area(tmp_path):
     np.testing.assert_allclose(right.get_lines()[0].get_ydata(), [0.8] * 5)
     assert smallest_text(fig) >= 8
     assert_png(tmp_path / "curves.png")
+
+
+def test_curves_that_coincide_are_drawn_once_and_the_legend_names_every_map_they_belong_to():
+    # at layer4 GradCAM, XGradCAM and HiResCAM give the same map, so the same curves: three colours drawn on top
+    # of each other showed one
+    deletion = {
+        "gradcam @ layer4": curve("deletion", 0.2),
+        "gradcam++ @ layer4": curve("deletion", 0.25),
+        "xgradcam @ layer4": curve("deletion", 0.2),
+        "hirescam @ layer4": curve("deletion", 0.2),
+        "random map": curve("deletion", 0.6),
+    }
+    insertion = {name: curve("insertion", 1 - c.probabilities[0, 0].item()) for name, c in deletion.items()}
+    fig = plots.faithfulness_curves(deletion, insertion)
+    for ax in fig.axes:
+        entries = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert len(ax.get_lines()) == len(entries) == 3
+        assert entries[0].startswith("gradcam = xgradcam = hirescam @ layer4 (")
+        assert entries[1].startswith("gradcam++ @ layer4 (") and entries[2].startswith("random map (")
+        assert "=" in ax.get_legend().get_title().get_text()  # the title says what "=" means
+    assert smallest_text(fig) >= 8
+
+
+def test_curves_that_differ_are_not_merged():
+    deletion = {"gradcam @ layer4": curve("deletion", 0.2), "xgradcam @ layer4": curve("deletion", 0.21)}
+    fig = plots.faithfulness_curves(deletion, deletion)
+    assert len(fig.axes[0].get_lines()) == 2
+
+
+def test_a_map_keeps_its_colour_in_both_panels_when_only_one_panel_merges_curves():
+    deletion = {"gradcam @ layer4": curve("deletion", 0.2), "layercam @ layer4": curve("deletion", 0.3)}
+    deletion["random map"] = curve("deletion", 0.6)
+    insertion = {"gradcam @ layer4": curve("insertion", 0.8), "layercam @ layer4": curve("insertion", 0.8)}
+    insertion["random map"] = curve("insertion", 0.4)
+    left, right = plots.faithfulness_curves(deletion, insertion).axes
+    colour = {
+        ax: {line.get_label().split(" (")[0]: line.get_color() for line in ax.get_lines()} for ax in (left, right)
+    }
+    assert colour[left]["random map"] == colour[right]["random map"]
+    assert colour[left]["gradcam @ layer4"] == colour[right]["gradcam = layercam @ layer4"]

@@ -71,17 +71,42 @@ class Faithfulness(NamedTuple):
         return {row: self.deletion[row] for row in keep}, {row: self.insertion[row] for row in keep}
 
     def table(self) -> str:
-        """The three means per row as a text table, best (lowest deletion area) first."""
-        deletion, insertion, randomization = (self.means(m) for m in MEASURES)
+        """One small table per measure, methods × layers (the best cell starred), with the baselines' values
+        below the deletion and insertion tables: easier to read than one row per method and layer."""
         images = len(next(iter(self.randomization.values())))
-        lines = [
-            f"{'map':<20} {'deletion area ↓':>16} {'insertion area ↑':>17} {'randomisation r ↓':>18}"
-            f"   ({images} images, {self.steps} steps)"
-        ]
-        for row in sorted(deletion, key=lambda row: deletion[row]):
-            r = "n/a" if math.isnan(randomization[row]) else f"{randomization[row]:+.2f}"
-            lines.append(f"{row:<20} {deletion[row]:>16.3f} {insertion[row]:>17.3f} {r:>18}")
-        return "\n".join(lines)
+        maps = [row for row in self.deletion if " @ " in row]
+        methods = list(dict.fromkeys(row.partition(" @ ")[0] for row in maps))
+        layers = list(dict.fromkeys(row.partition(" @ ")[2] for row in maps))
+        width = max([len("method"), *map(len, methods)])
+        blocks = [f"{images} images, {self.steps} steps; * the best of each measure"]
+        for measure, heading in zip(MEASURES, _HEADINGS):
+            means, best = self.means(measure), self.best(measure)
+            lines = [heading, f"{'method':<{width}}" + "".join(f"{layer:>10}" for layer in layers)]
+            for method in methods:
+                cells = []
+                for layer in layers:
+                    row = f"{method} @ {layer}"
+                    value = means.get(row, math.nan)
+                    text = (
+                        "n/a"
+                        if math.isnan(value)
+                        else f"{value:+.2f}"
+                        if measure == "randomization"
+                        else f"{value:.3f}"
+                    )
+                    cells.append(f"{text + ('*' if row == best else ' '):>10}")
+                lines.append(f"{method:<{width}}" + "".join(cells))
+            if measure != "randomization":
+                lines.append("baselines: " + ", ".join(f"{row} {means[row]:.3f}" for row in BASELINES if row in means))
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
+
+
+_HEADINGS = (
+    "deletion area ↓ (lower is better)",
+    "insertion area ↑ (higher is better)",
+    "randomisation r ↓ (rank correlation of the maps of the trained and the random network)",
+)
 
 
 def faithfulness_scores(

@@ -119,6 +119,38 @@ def method_layers_grid(
     return _finish(fig, path)
 
 
+COINCIDE = 0.005
+"""Mean curves that differ by no more than this probability at every fraction are drawn as one line: at the book's
+size that is less than a line's width, so separate lines would lie on top of each other. At ``layer4`` GradCAM,
+XGradCAM and HiResCAM give the same map (up to rounding, which reorders tied pixels: their deletion curves differ
+by 0.0015 for the published network)."""
+
+
+def _coinciding(curves: Mapping[str, FaithfulnessCurve]) -> list[list[str]]:
+    """The names of ``curves`` in groups whose mean curves coincide (:data:`COINCIDE`), in their first order."""
+    groups: list[list[str]] = []
+    for name, curve in curves.items():
+        for group in groups:
+            first = curves[group[0]]
+            if first.fractions.shape == curve.fractions.shape and bool(
+                torch.allclose(first.fractions, curve.fractions)
+                and (first.mean() - curve.mean()).abs().max() <= COINCIDE
+            ):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def _group_label(names: Sequence[str]) -> str:
+    """ "gradcam = xgradcam = hirescam @ layer4" for maps of one layer, else the names joined by " = "."""
+    layers = {name.partition(" @ ")[2] for name in names}
+    if len(layers) == 1 and all(" @ " in name for name in names) and len(names) > 1:
+        return " = ".join(name.partition(" @ ")[0] for name in names) + f" @ {layers.pop()}"
+    return " = ".join(names)
+
+
 def faithfulness_curves(
     deletion: Mapping[str, FaithfulnessCurve],
     insertion: Mapping[str, FaithfulnessCurve],
@@ -129,6 +161,8 @@ def faithfulness_curves(
     """Two panels: the mean deletion and the mean insertion curve of each named map, with its area in the legend.
 
     Curves named ``"method @ layer"`` are drawn solid, the others (the baselines: random and edge maps) dashed.
+    Curves that coincide (:data:`COINCIDE`; at ``layer4`` GradCAM, XGradCAM and HiResCAM give the same map) are
+    drawn once, and their legend entry names them all: "gradcam = xgradcam = hirescam @ layer4".
     """
     if not deletion or not insertion:
         raise ValueError("give at least one deletion and one insertion curve")
@@ -142,18 +176,26 @@ def faithfulness_curves(
         (axes[0], deletion, "deletion: most important pixels removed first", "area: lower is better"),
         (axes[1], insertion, "insertion: most important pixels restored first", "area: higher is better"),
     ]
+    names = list(dict.fromkeys([*deletion, *insertion]))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}  # a map keeps its colour in both panels
     for ax, curves, title, better in panels:
-        for name, curve in curves.items():
-            style = "-" if " @ " in name else "--"
-            ax.plot(curve.fractions.numpy(), curve.mean().numpy(), style, label=f"{name} ({curve.area:.3f})")
+        groups = _coinciding(curves)
+        for group in groups:
+            curve = curves[group[0]]
+            style = "-" if all(" @ " in name for name in group) else "--"
+            areas = sorted(f"{curves[name].area:.3f}" for name in group)
+            area = areas[0] if areas[0] == areas[-1] else f"{areas[0]}–{areas[-1]}"
+            label = f"{_group_label(group)} ({area})"
+            ax.plot(curve.fractions.numpy(), curve.mean().numpy(), style, color=colours[group[0]], label=label)
         ax.set_title(title, fontsize=SMALLEST_TEXT + 2)
         ax.set_xlabel("fraction of pixels replaced" if ax is axes[0] else "fraction of pixels restored", fontsize=9)
         ax.set_ylabel("mean probability of the class", fontsize=9)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=SMALLEST_TEXT)
+        merged = any(len(group) > 1 for group in groups)
         ax.legend(
-            title=better,
+            title=better + ("\na = b: curves within 0.005 of each other, drawn once" if merged else ""),
             fontsize=SMALLEST_TEXT,
             title_fontsize=SMALLEST_TEXT,
             loc="upper center",

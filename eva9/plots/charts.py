@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
@@ -65,7 +66,29 @@ def _label_smoothing_of(history) -> float | None:
 
 
 LOG_SCALE_SPAN = 10.0
-"""training_curves draws the losses on a log scale when the largest is more than this many times the smallest."""
+"""training_curves draws the losses on a log scale when the largest it shows is more than this many times the
+smallest."""
+
+OFF_SCALE = 2.0
+"""training_curves draws a few isolated high losses off the scale (a marker on the top edge names each) when they
+are more than this many times every other loss: the live cpu run's first test loss of 6.2, over losses of 1.6 to
+2.3, otherwise squashed the rest of its curve into a sixth of the axes."""
+
+
+def _off_scale(losses: Sequence[float]) -> set[int]:
+    """The indices of the losses above the widest gap (as a ratio, more than :data:`OFF_SCALE`) between one loss
+    and the next lower, when at most a quarter of them lie above it."""
+    order = sorted(range(len(losses)), key=lambda i: losses[i], reverse=True)
+    most = max(1, len(losses) // 4)
+    gaps = [
+        (losses[order[k]] / losses[order[k + 1]], k)
+        for k in range(min(most, len(order) - 1))
+        if losses[order[k + 1]] > 0
+    ]
+    if not gaps:
+        return set()
+    ratio, k = max(gaps)
+    return set(order[: k + 1]) if ratio > OFF_SCALE else set()
 
 
 def training_curves(
@@ -106,11 +129,32 @@ def training_curves(
         acc_ax.plot(x, [100 * e[f"{split}_acc"] for e in epochs], style, markersize=3, label=split)
     if target is not None:
         acc_ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"target {100 * target:g}%")
-    losses = [e[f"{split}_loss"] for e in epochs for split in ("train", "test")]
-    if min(losses) > 0 and max(losses) > LOG_SCALE_SPAN * min(losses):  # one early spike would flatten the rest
+        accuracies = [100 * e[f"{split}_acc"] for e in epochs for split in ("train", "test")] + [100 * target]
+        low, high = min(accuracies), max(accuracies)
+        acc_ax.set_ylim(low - 0.06 * (high - low), high + 0.08 * (high - low))  # the target line clear of the border
+    points = [(e["epoch"], split, e[f"{split}_loss"]) for e in epochs for split in ("train", "test")]
+    off = _off_scale([loss for _, _, loss in points])
+    shown = [loss for i, (_, _, loss) in enumerate(points) if i not in off]
+    log = min(shown) > 0 and max(shown) > LOG_SCALE_SPAN * min(shown)  # a steady fall by orders of magnitude
+    if log:
         loss_ax.set(yscale="log", ylabel="loss (log scale)")
     else:
         loss_ax.set(ylabel="loss")
+    if off:  # the axis spans the other losses; each one off the scale is a marker on the top edge, named
+        low, high = min(shown), max(shown)
+        top = high * (high / low) ** 0.08 if log else high + 0.08 * (high - low)
+        loss_ax.set_ylim(low / (high / low) ** 0.08 if log else low - 0.08 * (high - low), top)
+        colors = {"train": loss_ax.get_lines()[0].get_color(), "test": loss_ax.get_lines()[1].get_color()}
+        for epoch, split, loss in (points[i] for i in sorted(off)):
+            loss_ax.plot(
+                [epoch],
+                [top],
+                "^",
+                color=colors[split],
+                markersize=8,
+                clip_on=False,
+                label=f"{split} loss {loss:.3g} at epoch {epoch}, off the scale",
+            )
     loss_ax.set(title="Loss", xlabel="epoch")
     acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (loss_ax, acc_ax):
@@ -137,9 +181,19 @@ def class_accuracy_bars(
     percent = 100 * np.nan_to_num(acc, nan=0.0)
     bars = ax.bar(list(names), percent, color="tab:blue")
     ax.bar_label(bars, labels=["n/a" if np.isnan(a) else f"{100 * a:.0f}" for a in acc], fontsize=8)
-    if not np.isnan(acc).all():
-        ax.axhline(100 * np.nanmean(acc), color="grey", linestyle="--", linewidth=1, label="mean")
-        ax.legend(loc="lower right")
+    if not np.isnan(acc).all():  # the mean named at the line's end, right of the bars (a legend covered one)
+        mean = 100 * np.nanmean(acc)
+        ax.axhline(mean, color="grey", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"mean\n{mean:.1f}",
+            xy=(1, mean),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=9,
+            color="0.3",
+        )
     ax.set(title="Accuracy per class", ylabel="accuracy (%)", ylim=(0, 105))
     return _finish(fig, path)
 
@@ -231,21 +285,52 @@ def lr_range_test(
     finding, *, peak: float | None = None, ax: Axes | None = None, path: PathLike | None = None
 ) -> Figure:
     """The loss of each step of a learning-rate range test (:func:`eva9.train.lr_find`) against its learning rate
-    (log scale), the smoothed loss, the suggestion, and ``peak`` (a profile's learning rate) for comparison."""
+    (log scale), the smoothed loss, the suggestion (or why there is none), where and why the test stopped, and
+    ``peak`` (a profile's learning rate) for comparison.
+
+    The loss axis spans the smoothed loss, all of it; single steps' losses above it are clipped (the legend says so),
+    since one noisy step of the climb would otherwise squash the descent into the bottom of the axes."""
     if not finding.lrs:
         raise ValueError("the range test recorded no step (did the first loss diverge?)")
-    fig, ax = _single_axes(ax, (6.0, 3.6))
-    ax.plot(finding.lrs, finding.losses, color="0.75", linewidth=1, label="loss of each step")
+    fig, ax = _single_axes(ax, (8.4, 3.6))
+    low = min(min(finding.losses), min(finding.smoothed))
+    high = max(finding.smoothed)
+    pad = 0.08 * max(high - low, 0.05 * high)
+    clipped = max(finding.losses) > high + pad
+    ax.plot(
+        finding.lrs,
+        finding.losses,
+        color="0.7",
+        linewidth=1,
+        label="loss of each step" + ("\n(higher ones clipped)" if clipped else ""),
+    )
     ax.plot(finding.lrs, finding.smoothed, color="C0", linewidth=2, label="smoothed loss")
     if finding.suggestion is not None:
         ax.axvline(finding.suggestion, color="C2", label=f"steepest descent: lr {finding.suggestion:.3g}")
+    else:  # a legend entry without a line: the reader looks for the suggestion there
+        ax.plot(
+            [],
+            [],
+            " ",
+            label=_wrapped("no suggestion: the loss did not fall clearly before it rose (too short to suggest a rate)"),
+        )
+    reason = finding.stop_reason()
+    if reason is not None:
+        ax.plot(
+            finding.lrs[-1], finding.smoothed[-1], "X", color="C3", markersize=9, label=f"stopped: {_wrapped(reason)}"
+        )
     if peak is not None:
         ax.axvline(peak, color="C3", linestyle="--", label=f"the profile's lr {peak:.3g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")
-    top = max(finding.smoothed[0], min(finding.losses)) * 1.5
-    ax.set_ylim(min(finding.losses) * 0.9, max(top, max(finding.smoothed[: len(finding.smoothed) // 2 + 1])))
+    ax.set_ylim(low - pad, high + pad)
+    ax.grid(alpha=0.3)
     ax.set_title("Learning-rate range test")
-    ax.legend(fontsize="small")
+    # beside the axes the legend covers no curve, wherever the test stopped
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _finish(fig, path)
+
+
+def _wrapped(text: str, width: int = 30) -> str:
+    return textwrap.fill(text, width)

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 from torch import nn
 
@@ -178,13 +179,19 @@ def network_diagram(
                 side, gap, margin = x + cell / 2 - 0.02, y - box_h / 2 - 0.53, 0.03
                 ax.plot([x + box_w / 2, side, side, margin, margin], [y, y, gap, gap, ny], color="black", lw=1)
                 ax.annotate("", (nx - box_w / 2, ny), (margin, ny), arrowprops=arrow)
-    ax.text(
-        MAX_WIDTH_IN - 0.05,
-        0.02,
-        "shortcut: — identity,  - - 1×1 convolution (stride 2)",
-        ha="right",
-        va="bottom",
-        fontsize=8.5,
-        color="0.25",
+    shortcuts = [
+        Line2D([], [], color="0.35", linewidth=1.5, label="shortcut: identity"),
+        Line2D([], [], color="tab:red", linestyle="--", linewidth=1.5, label="shortcut: 1×1 convolution, stride 2"),
+    ]
+    # above the last row's last boxes (the head), where nothing else is drawn
+    ax.legend(
+        handles=shortcuts,
+        loc="upper right",
+        bbox_to_anchor=(MAX_WIDTH_IN - 0.05, centres[-1][1] + box_h / 2 + 0.62),
+        bbox_transform=ax.transData,
+        fontsize=10,
+        handlelength=2.5,
+        frameon=False,
+        borderaxespad=0,
     )
     return _finish(fig, path)

@@ -35,7 +35,7 @@ from .config import (
 from .folder import RunFolder, RunFolderBusy, RunFolderError
 from .history import History
 from .loop import NonFiniteLossError, Predictions, evaluate, predict, train_one_epoch
-from .lr_range import LRFinding, lr_find, steepest_descent
+from .lr_range import DIVERGE, LRFinding, lr_find, read_range_test, steepest_descent
 from .parts import CHANNELS_LAST_ON_CPU
 from .runs import RUN_FILES, Run, fit, load_run, prune
 from .tensorboard import EpochLogger
@@ -67,5 +67,7 @@ __all__ = [
     "LRFinding",
     "lr_find",
     "steepest_descent",
+    "read_range_test",
+    "DIVERGE",
     "EpochLogger",
 ]
