@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--no-isolation", action="store_true", help="no namespaces: only for trusted submissions")
     args = parser.parse_args(argv)
     if args.command == "build":
-        return subprocess.call(["otter", "assign", args.master, args.out], executable=None)
+        return subprocess.call([sys.executable, "-m", "otter", "assign", args.master, args.out])
     settings = Settings(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
                         test_per_class=args.test_per_class, isolate=not args.no_isolation)
     try:

@@ -97,7 +97,10 @@ def repeat_difference(pipeline: dict[str, Any]) -> float:
 
 
 def correlations(maps: np.ndarray | None, reference: np.ndarray) -> np.ndarray:
-    """Pearson correlation of the student's map with eva9's, per layer (mean over images): shape (layers,)."""
+    """Pearson correlation of the student's map with eva9's, per layer (mean over images): shape (layers,).
+
+    Two constant maps (both all zero: no evidence for the class at that layer) agree (1); one constant, one not,
+    do not (0)."""
     if maps is None:
         raise Missing("no GradCAM maps were recorded")
     if maps.shape != reference.shape:
@@ -106,8 +109,10 @@ def correlations(maps: np.ndarray | None, reference: np.ndarray) -> np.ndarray:
     b = reference.reshape(*reference.shape[:2], -1).astype(np.float64)
     a = a - a.mean(-1, keepdims=True)
     b = b - b.mean(-1, keepdims=True)
-    denominator = np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
-    r = np.where(denominator > 0, (a * b).sum(-1) / np.where(denominator > 0, denominator, 1), 0.0)
+    norms = np.sqrt((a * a).sum(-1)), np.sqrt((b * b).sum(-1))
+    flat_a, flat_b = norms[0] < 1e-9, norms[1] < 1e-9  # a constant map (all zero after the ReLU) has no correlation
+    denominator = np.where(flat_a | flat_b, 1.0, norms[0] * norms[1])
+    r = np.where(flat_a & flat_b, 1.0, np.where(flat_a | flat_b, 0.0, (a * b).sum(-1) / denominator))
     return r.mean(axis=1)
 
 
@@ -151,7 +156,9 @@ def _code(notebook: dict[str, Any]) -> str:
             continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
-        lines += ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+        for line in source.splitlines():  # a magic becomes `pass`, so the block it sits in still parses
+            stripped = line.lstrip()
+            lines.append(line[: len(line) - len(stripped)] + "pass" if stripped.startswith(("%", "!")) else line)
     return "\n".join(lines)
 
 
