@@ -73,6 +73,7 @@ class Result:
     reasons: list[str] = field(default_factory=list)
     feedback: str = ""
     seconds: float = 0.0
+    executed: dict[str, Any] | None = None
 
     @property
     def total(self) -> float:
@@ -310,7 +311,7 @@ def grade_submission(
                 reasons.append(f"{test_file.name} -{case.points:g}: {reason}")
                 lines.append(f"- {test_file.name}: **lost {case.points:g}**: {reason}")
         points[test_file.name] = got
-    result = Result(folder.name, points, possible, reasons, seconds=time.monotonic() - started)
+    result = Result(folder.name, points, possible, reasons, seconds=time.monotonic() - started, executed=executed)
     result.feedback = _feedback(result, lines, notes)
     return result
 
@@ -342,6 +343,7 @@ def grade_folder(
         raise ValueError(f"the output folder {out} must lie outside the submissions folder {submissions}")
     public_tests = autograder.parent / "student" / "tests"
     (out / "feedback").mkdir(parents=True, exist_ok=True)
+    (out / "executed").mkdir(exist_ok=True)
     hidden = [autograder, submissions, out]
     accuracy = Accuracy(settings.test_per_class)
     results = []
@@ -357,6 +359,8 @@ def grade_folder(
         results.append(result)
         name = "".join(c if c.isalnum() or c in "._-" else "_" for c in folder.name)
         write_atomic(out / "feedback" / f"{name}.md", result.feedback)
+        if result.executed is not None:  # the notebook as it ran under the grader, for the teacher to read
+            write_atomic(out / "executed" / f"{name}.ipynb", json.dumps(result.executed))
     write_atomic(out / "grades.csv", _csv(results))
     return results
 

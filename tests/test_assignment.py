@@ -1,0 +1,155 @@
+"""The S9 assignment's grader: the reference scores full marks, each wrong submission loses exactly its points.
+
+The module fixture builds the assignment with Otter Assign, writes the reference and eleven wrong submissions
+(tests/grading_cases/submissions.py) and grades them all once, sandboxed, as a teacher would; the tests read
+the CSV and the feedback. The checks' arithmetic is tested alone on hand-made records.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eva9.assignment import checks, sandbox
+from eva9.assignment.grader import Settings, grade_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "grading_cases"))
+import submissions  # noqa: E402
+
+needs_data = pytest.mark.skipif(
+    not (Path(__import__("os").environ.get("EVA9_DATA_DIR", "/nonexistent")) / "cifar-10-batches-py").is_dir()
+    and not (ROOT / "data" / "cifar-10-batches-py").is_dir(),
+    reason="the grader evaluates weights on the official test images: set EVA9_DATA_DIR",
+)
+needs_sandbox = pytest.mark.skipif(not sandbox.available(), reason="unshare cannot make namespaces here")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Build the assignment, write every submission, grade the folder: (rows by student, output folder, dist)."""
+    root = tmp_path_factory.mktemp("assignment")
+    dist = root / "dist"
+    subprocess.run([sys.executable, "-m", "otter", "assign", str(ROOT / "assignment" / "s9_assignment.ipynb"), str(dist)],
+                   check=True, capture_output=True)
+    folder = root / "submissions"
+    folder.mkdir()
+    submissions.make(folder, dist)
+    out = root / "grades"
+    grade_folder(folder, dist / "autograder", out, Settings(cell_timeout=20, notebook_timeout=300, probe_timeout=120))
+    with open(out / "grades.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    return rows, out, dist
+
+
+@needs_data
+@needs_sandbox
+@pytest.mark.parametrize("student", list(submissions.EXPECTED))
+def test_each_submission_scores_exactly_its_points(graded, student):
+    rows, _, _ = graded
+    row = rows[student]
+    got = {q: float(row[q]) for q in submissions.FULL}
+    assert got == {q: float(p) for q, p in submissions.EXPECTED[student].items()}, row["reasons"]
+    lost = sum(submissions.FULL.values()) - sum(got.values())
+    assert (row["reasons"] == "") == (lost == 0), "every lost point has a reason, and only lost points"
+
+
+@needs_data
+@needs_sandbox
+def test_reference_scores_full_marks_and_every_student_gets_feedback(graded):
+    rows, out, _ = graded
+    assert rows["reference"]["total"] == rows["reference"]["possible"] == "16"
+    assert sorted(p.stem for p in (out / "feedback").glob("*.md")) == sorted(submissions.EXPECTED)
+    assert "16 / 16 points" in (out / "feedback" / "reference.md").read_text()
+
+
+@needs_data
+@needs_sandbox
+def test_hidden_tests_are_out_of_reach_of_the_submission(graded):
+    rows, out, dist = graded
+    reasons = rows["reads_hidden_tests"]["reasons"]
+    assert "q6 -1" in reasons
+    feedback = (out / "feedback" / "reads_hidden_tests.md").read_text()
+    assert "FileNotFoundError" in feedback or "PermissionError" in feedback
+    hidden_source = (dist / "autograder" / "tests" / "q6.py").read_text()
+    assert "mistakes_are_wrong" in hidden_source
+    assert "mistakes_are_wrong" not in (out / "executed" / "reads_hidden_tests.ipynb").read_text()
+
+
+@needs_data
+@needs_sandbox
+def test_a_hanging_cell_is_cut_at_its_limit_and_the_rest_still_runs(graded):
+    rows, out, _ = graded
+    feedback = (out / "feedback" / "infinite_loop.md").read_text()
+    assert "ran past the cell time limit" in feedback
+    assert float(rows["infinite_loop"]["q6"]) == 1  # the cell before it counted; the one after ran too
+
+
+def test_public_tests_ship_without_the_hidden_ones(graded):
+    _, _, dist = graded
+    student = (dist / "student" / "tests" / "q1.py").read_text()
+    teacher = (dist / "autograder" / "tests" / "q1.py").read_text()
+    assert "hidden=True" in teacher and "hidden=True" not in student
+    assert "test_train_output" in student and "test_train_flips" not in student
+
+
+def _pipeline_record(left_minus_right, mean_median=(0.0, 0.0, 0.0), std_median=(1.0, 1.0, 1.0), holes=None, fills=None):
+    n = len(left_minus_right)
+    return {
+        "left_minus_right": list(left_minus_right),
+        "mean_median": [list(mean_median)] * n,
+        "std_median": [list(std_median)] * n,
+        "holes": holes if holes is not None else [None] * n,
+        "fills": fills if fills is not None else [None] * n,
+        "output": {"type": "Tensor", "dtype": "float32", "shape": [3, 32, 32]},
+        "repeat_max_difference": 0.0,
+    }
+
+
+def test_flip_fraction_counts_draws_bright_on_the_left():
+    assert checks.flip_fraction(_pipeline_record([1.0, -1.0, -2.0, 3.0])) == 0.5
+    assert checks.flip_fraction(_pipeline_record([-1.0] * 5)) == 0.0
+
+
+def test_normalisation_error_is_the_distance_from_zero_and_one():
+    assert checks.normalisation_error(_pipeline_record([-1.0])) == 0.0
+    imagenet = _pipeline_record([-1.0], mean_median=(0.03, 0.12, 0.2), std_median=(1.1, 1.1, 1.2))
+    assert checks.normalisation_error(imagenet) == pytest.approx(0.2)
+
+
+def test_square_holes_counts_only_full_squares():
+    record = _pipeline_record([0, 0, 0, 0], holes=[[0, 16, 0, 16, 256], None, [0, 8, 0, 16, 128], None])
+    assert checks.square_holes(record) == (0.5, 1)
+
+
+def test_correlations_treat_two_flat_maps_as_agreeing_and_one_as_not():
+    rng = np.random.default_rng(0)
+    ref = rng.random((2, 3, 8, 8))
+    ref[1, 2] = 0
+    assert checks.correlations(ref * 3 + 1, ref) == pytest.approx([1.0, 1.0])
+    other = ref.copy()
+    other[1, 2] = rng.random((8, 8))
+    assert checks.correlations(other, ref)[1] == pytest.approx(2 / 3)
+
+
+def test_a_missing_record_names_why():
+    with pytest.raises(checks.Missing, match="SyntaxError"):
+        checks.need({"import_error": "SyntaxError: expected ':' (s9.py:33)"}, "train")
+
+
+def test_the_import_check_sees_imports_and_inline_definitions():
+    notebook = {"cells": [{"cell_type": "code", "source": "if x:\n    %pip install y\nfrom s9 import GradCAM, train_transforms"},
+                          {"cell_type": "code", "source": "def test_transforms():\n    return A.Compose([])"}]}
+    assert checks.notebook_imports(notebook, ("GradCAM", "train_transforms", "test_transforms")) == {"GradCAM", "train_transforms"}
+    assert checks.notebook_definitions(notebook) == ["test_transforms (line 4)", "Compose(...) (line 5)"]
+
+
+def test_s9_may_not_borrow_a_gradcam():
+    assert checks.forbidden_imports("from eva9.cam import GradCAM\nimport torch") == ["eva9.cam"]
+    assert checks.forbidden_imports("import pytorch_grad_cam.base_cam as b") == ["pytorch_grad_cam.base_cam"]
+    assert checks.forbidden_imports("import torch") == []
