@@ -19,7 +19,7 @@ export EVA9_DATA_DIR := $(abspath $(EVA9_DATA_DIR))
 endif
 
 .PHONY: setup book test imports unit notebooks notebooks-unpublished pairing book-strict browser-check chromium mathjax lint workflows citation \
-	set-repository student clean
+	set-repository student assignment grade clean
 
 setup: $(STAMP)
 
@@ -59,7 +59,7 @@ notebooks-unpublished: $(STAMP)
 	  book/gradcam.ipynb book/errors.ipynb book/results.ipynb
 
 pairing: $(STAMP)
-	$(BIN)/jupytext --to ipynb --update book/*.md
+	$(BIN)/jupytext --to ipynb --update book/*.md assignment/*.md
 	git diff --exit-code -- '*.ipynb'
 
 book-strict: $(STAMP) $(MATHJAX) student
@@ -69,6 +69,17 @@ book-strict: $(STAMP) $(MATHJAX) student
 # as a download (so the book's builds make it first).
 student: $(STAMP)
 	$(BIN)/python tools/student_edition.py _build/student
+
+# The S9 assignment (assignment/README.md): Otter Assign turns the master notebook into the student notebook
+# (assignment/dist/student/, with s9.py and the public checks) and the autograder's tests (assignment/dist/autograder/).
+assignment: $(STAMP)
+	rm -rf assignment/dist
+	$(BIN)/python -m eva9.assignment build --out assignment/dist
+
+# Grade every submission folder in SUBMISSIONS=dir: _build/grades/grades.csv and one feedback file per student.
+grade: assignment
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-submission-folders"; exit 2; }
+	$(BIN)/python -m eva9.assignment grade $(SUBMISSIONS) --out _build/grades
 
 browser-check: $(STAMP) chromium
 	$(BIN)/pytest tests/html

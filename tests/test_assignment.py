@@ -35,8 +35,11 @@ def graded(tmp_path_factory):
     """Build the assignment, write every submission, grade the folder: (rows by student, output folder, dist)."""
     root = tmp_path_factory.mktemp("assignment")
     dist = root / "dist"
-    subprocess.run([sys.executable, "-m", "otter", "assign", str(ROOT / "assignment" / "s9_assignment.ipynb"), str(dist)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "otter", "assign", str(ROOT / "assignment" / "s9_assignment.ipynb"), str(dist)],
+        check=True,
+        capture_output=True,
+    )
     folder = root / "submissions"
     folder.mkdir()
     submissions.make(folder, dist)
@@ -143,9 +146,16 @@ def test_a_missing_record_names_why():
 
 
 def test_the_import_check_sees_imports_and_inline_definitions():
-    notebook = {"cells": [{"cell_type": "code", "source": "if x:\n    %pip install y\nfrom s9 import GradCAM, train_transforms"},
-                          {"cell_type": "code", "source": "def test_transforms():\n    return A.Compose([])"}]}
-    assert checks.notebook_imports(notebook, ("GradCAM", "train_transforms", "test_transforms")) == {"GradCAM", "train_transforms"}
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "source": "if x:\n    %pip install y\nfrom s9 import GradCAM, train_transforms"},
+            {"cell_type": "code", "source": "def test_transforms():\n    return A.Compose([])"},
+        ]
+    }
+    assert checks.notebook_imports(notebook, ("GradCAM", "train_transforms", "test_transforms")) == {
+        "GradCAM",
+        "train_transforms",
+    }
     assert checks.notebook_definitions(notebook) == ["test_transforms (line 4)", "Compose(...) (line 5)"]
 
 

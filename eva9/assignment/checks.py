@@ -77,8 +77,11 @@ def square_holes(pipeline: dict[str, Any], size: int = 16) -> tuple[float, int]:
     """The share of draws with a hole, and how many of them are one full ``size``×``size`` square."""
     holes = need(pipeline, "holes")
     found = [h for h in holes if h is not None]
-    squares = sum(1 for top, bottom, left, right, area in found if bottom - top == size and right - left == size
-                  and area == size * size)
+    squares = sum(
+        1
+        for top, bottom, left, right, area in found
+        if bottom - top == size and right - left == size and area == size * size
+    )
     return len(found) / max(1, len(holes)), squares
 
 
@@ -169,7 +172,9 @@ def notebook_imports(notebook: dict[str, Any] | None, names: tuple[str, ...], mo
     found: set[str] = set()
     for node in ast.walk(_tree(_code(notebook), "the notebook's code")):
         if isinstance(node, ast.ImportFrom) and node.module == module:
-            found |= {a.name for a in node.names} & set(names) if not any(a.name == "*" for a in node.names) else set(names)
+            found |= (
+                {a.name for a in node.names} & set(names) if not any(a.name == "*" for a in node.names) else set(names)
+            )
         if isinstance(node, ast.Import) and any(a.name == module for a in node.names):
             found |= set(names)
     return found
@@ -183,7 +188,9 @@ def notebook_definitions(notebook: dict[str, Any] | None) -> list[str]:
     found = []
     for node in ast.walk(_tree(_code(notebook), "the notebook's code")):
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in (
-            "train_transforms", "test_transforms", "GradCAM"
+            "train_transforms",
+            "test_transforms",
+            "GradCAM",
         ):
             found.append(f"{node.name} (line {node.lineno})")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):

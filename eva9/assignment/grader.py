@@ -85,7 +85,9 @@ def _test_files(autograder: Path) -> list[Any]:
     from otter.test_files import ExceptionTestFile
 
     files = []
-    for path in sorted((autograder / "tests").glob("q*.py"), key=lambda p: int(p.stem[1:]) if p.stem[1:].isdigit() else 0):
+    for path in sorted(
+        (autograder / "tests").glob("q*.py"), key=lambda p: int(p.stem[1:]) if p.stem[1:].isdigit() else 0
+    ):
         test_file = ExceptionTestFile.from_file(str(path))
         test_file.test_cases = [case for case in test_file.test_cases if case.hidden]
         files.append(test_file)
@@ -120,8 +122,14 @@ def _environment(scratch: Path, settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in keep}
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    for name, sub in (("HOME", ".home"), ("TMPDIR", ".tmp"), ("JUPYTER_RUNTIME_DIR", ".jupyter"),
-                      ("MPLCONFIGDIR", ".mpl"), ("IPYTHONDIR", ".ipython"), ("TORCH_HOME", ".torch")):
+    for name, sub in (
+        ("HOME", ".home"),
+        ("TMPDIR", ".tmp"),
+        ("JUPYTER_RUNTIME_DIR", ".jupyter"),
+        ("MPLCONFIGDIR", ".mpl"),
+        ("IPYTHONDIR", ".ipython"),
+        ("TORCH_HOME", ".torch"),
+    ):
         (scratch / sub).mkdir(exist_ok=True)
         env[name] = str(scratch / sub)
     env.update(
@@ -214,7 +222,11 @@ def _cell_problems(executed: dict[str, Any] | None) -> list[str]:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 name, value = output.get("ename", "Error"), " ".join(str(output.get("evalue", "")).split())[:120]
-                kind = "ran past the cell time limit" if name in ("KeyboardInterrupt", "CellTimeoutError") else f"{name}: {value}"
+                kind = (
+                    "ran past the cell time limit"
+                    if name in ("KeyboardInterrupt", "CellTimeoutError")
+                    else f"{name}: {value}"
+                )
                 problems.append(f"cell {number}: {kind}")
             if output.get("text") == "[eva9 grader: output truncated]\n":
                 problems.append(f"cell {number}: output truncated")
@@ -227,12 +239,18 @@ def _short_reason(message: str) -> str:
     last = lines[-1] if lines else "failed"
     for prefix in ("AssertionError: ", "Missing: "):
         if last.startswith(prefix):
-            return last[len(prefix):]
+            return last[len(prefix) :]
     return last
 
 
 def grade_submission(
-    folder: Path, autograder: Path, settings: Settings, *, hidden: list[Path], accuracy: Accuracy, public_tests: Path | None
+    folder: Path,
+    autograder: Path,
+    settings: Settings,
+    *,
+    hidden: list[Path],
+    accuracy: Accuracy,
+    public_tests: Path | None,
 ) -> Result:
     """Grade one submission folder (see the module docstring); never raises for what the submission does."""
     started = time.monotonic()
@@ -267,10 +285,20 @@ def grade_submission(
                 nb.cells.append(nbformat.v4.new_code_cell(DUMP_CELL))
                 nbformat.write(nb, run_dir / ".graded.ipynb")
                 outcome = sandbox.run(
-                    [sys.executable, "-m", "eva9.assignment.execute", ".graded.ipynb", ".executed.ipynb",
-                     "--cell-timeout", str(settings.cell_timeout)],
-                    run_dir, hidden=hidden, timeout=settings.notebook_timeout,
-                    env=_environment(run_dir, settings), isolate=settings.isolate,
+                    [
+                        sys.executable,
+                        "-m",
+                        "eva9.assignment.execute",
+                        ".graded.ipynb",
+                        ".executed.ipynb",
+                        "--cell-timeout",
+                        str(settings.cell_timeout),
+                    ],
+                    run_dir,
+                    hidden=hidden,
+                    timeout=settings.notebook_timeout,
+                    env=_environment(run_dir, settings),
+                    isolate=settings.isolate,
                 )
                 if outcome.timed_out:
                     notes.append(f"the notebook ran past the grader's limit of {settings.notebook_timeout} s")
@@ -285,13 +313,19 @@ def grade_submission(
             (probe_dir / MODULE).write_bytes(module_raw)
             outcome = sandbox.run(
                 [sys.executable, "-m", "eva9.assignment.probe", "."],
-                probe_dir, hidden=hidden, timeout=settings.probe_timeout,
-                env=_environment(probe_dir, settings), isolate=settings.isolate,
+                probe_dir,
+                hidden=hidden,
+                timeout=settings.probe_timeout,
+                env=_environment(probe_dir, settings),
+                isolate=settings.isolate,
             )
             env["probe"] = _record(probe_dir / "probe.json")
             if env["probe"] is None:
-                env["probe"] = {"import_error": "s9.py ran past the time limit or crashed its process"
-                                if outcome.timed_out or outcome.returncode else "s9.py left no record"}
+                env["probe"] = {
+                    "import_error": "s9.py ran past the time limit or crashed its process"
+                    if outcome.timed_out or outcome.returncode
+                    else "s9.py left no record"
+                }
             env["maps"] = _maps(probe_dir / "probe_maps.npy")
         else:
             env["probe"] = {"import_error": f"no {MODULE} was handed in"}
@@ -303,13 +337,15 @@ def grade_submission(
         got = 0.0
         for case_result in test_file.test_case_results:
             case = case_result.test_case
+            test = getattr(getattr(case.body, "test_func", None), "__name__", case.name)
+            worth = f"{case.points:g} point{'s' if case.points != 1 else ''}"
             if case_result.passed:
                 got += case.points
-                lines.append(f"- {test_file.name} {case.name or ''}: passed ({case.points:g} point{'s' if case.points != 1 else ''})")
+                lines.append(f"- {test_file.name} `{test}`: passed ({worth})")
             else:
                 reason = _short_reason(case_result.message)
                 reasons.append(f"{test_file.name} -{case.points:g}: {reason}")
-                lines.append(f"- {test_file.name}: **lost {case.points:g}**: {reason}")
+                lines.append(f"- {test_file.name} `{test}`: **lost {worth}**: {reason}")
         points[test_file.name] = got
     result = Result(folder.name, points, possible, reasons, seconds=time.monotonic() - started, executed=executed)
     result.feedback = _feedback(result, lines, notes)
@@ -327,7 +363,10 @@ def _feedback(result: Result, lines: list[str], notes: list[str]) -> str:
 
 
 def grade_folder(
-    submissions: str | os.PathLike, autograder: str | os.PathLike, out: str | os.PathLike, settings: Settings | None = None
+    submissions: str | os.PathLike,
+    autograder: str | os.PathLike,
+    out: str | os.PathLike,
+    settings: Settings | None = None,
 ) -> list[Result]:
     """Grade every subfolder of ``submissions``; write ``out/grades.csv`` and ``out/feedback/<student>.md``."""
     from ..files import write_atomic
@@ -337,8 +376,10 @@ def grade_folder(
     if not submissions.is_dir():
         raise FileNotFoundError(f"no submissions folder at {submissions}")
     if settings.isolate and not sandbox.available():
-        raise RuntimeError("unshare cannot make namespaces here (unprivileged user namespaces are off); "
-                           "grade with --no-isolation only for submissions you trust")
+        raise RuntimeError(
+            "unshare cannot make namespaces here (unprivileged user namespaces are off); "
+            "grade with --no-isolation only for submissions you trust"
+        )
     if out == submissions or submissions in out.parents:
         raise ValueError(f"the output folder {out} must lie outside the submissions folder {submissions}")
     public_tests = autograder.parent / "student" / "tests"
@@ -349,12 +390,17 @@ def grade_folder(
     results = []
     for folder in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.is_symlink()):
         try:
-            result = grade_submission(folder, autograder, settings, hidden=hidden, accuracy=accuracy,
-                                      public_tests=public_tests)
+            result = grade_submission(
+                folder, autograder, settings, hidden=hidden, accuracy=accuracy, public_tests=public_tests
+            )
         except Exception as error:  # the grader's own failure on this submission: say so, grade the others
             possible = {t.name: float(sum(c.points for c in t.test_cases)) for t in _test_files(autograder)}
-            result = Result(folder.name, {q: 0.0 for q in possible}, possible,
-                            [f"grader error: {type(error).__name__}: {' '.join(str(error).split())[:200]}"])
+            result = Result(
+                folder.name,
+                {q: 0.0 for q in possible},
+                possible,
+                [f"grader error: {type(error).__name__}: {' '.join(str(error).split())[:200]}"],
+            )
             result.feedback = _feedback(result, [], result.reasons)
         results.append(result)
         name = "".join(c if c.isalnum() or c in "._-" else "_" for c in folder.name)
@@ -371,6 +417,13 @@ def _csv(results: list[Result]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["student", *questions, "total", "possible", "reasons"])
     for r in results:
-        writer.writerow([r.student, *[f"{r.points.get(q, 0):g}" for q in questions], f"{r.total:g}",
-                         f"{sum(r.possible.values()):g}", "; ".join(r.reasons)])
+        writer.writerow(
+            [
+                r.student,
+                *[f"{r.points.get(q, 0):g}" for q in questions],
+                f"{r.total:g}",
+                f"{sum(r.possible.values()):g}",
+                "; ".join(r.reasons),
+            ]
+        )
     return buffer.getvalue()

@@ -81,7 +81,7 @@ def train_network(train_transform, test_transform, out: str | os.PathLike = "run
     if (folder / "model.pt").is_file():
         return resnet18(weights=folder / "model.pt").eval()
     if grading():
-        print(f"no submitted weights at {folder / 'model.pt'}: an untrained network stands in (the 87 % question scores 0)")
+        print(f"no submitted weights at {folder / 'model.pt'}: an untrained network stands in")
         seed_everything(0)
         return resnet18().eval()
     config = book.training_config()

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import torch
-
 from weak_weights import SEED_WEIGHTS, weak_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,39 +22,83 @@ FULL = {"q0": 1, "q1": 4, "q2": 3, "q3": 3, "q4": 2, "q5": 1, "q6": 1, "q7": 1}
 
 TEST_PIPELINE = "return A.Compose([A.Normalize(mean=MEAN, std=STD), ToTensorV2()])"
 CUTOUT = "num_holes_range=(1, 1), hole_height_range=(16, 16), hole_width_range=(16, 16), fill=mean_pixel, p=0.5"
-INLINE = '''from s9 import GradCAM
+INLINE = """from s9 import GradCAM
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
 
 def train_transforms():
-    return A.Compose([A.HorizontalFlip(p=0.5), A.Normalize(mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.2435, 0.2616)), ToTensorV2()])
+    return A.Compose([A.HorizontalFlip(p=0.5), A.Normalize(mean=MEAN, std=STD), ToTensorV2()])
 
 
 def test_transforms():
-    return A.Compose([A.Normalize(mean=(0.4914, 0.4822, 0.4465), std=(0.247, 0.2435, 0.2616)), ToTensorV2()])
-'''
+    return A.Compose([A.Normalize(mean=MEAN, std=STD), ToTensorV2()])
+"""
 
 # name: (replacements in s9.py, {cell tag: (old, new)}, weights, the points it must score differently from FULL)
 WRONG = {
-    "test_flip": ([(TEST_PIPELINE, TEST_PIPELINE.replace("[A.Normalize", "[A.HorizontalFlip(p=0.5), A.Normalize"))], {},
-                  "seed", {"q2": 2}),
-    "imagenet_stats": ([("(0.4914, 0.4822, 0.4465)", "(0.485, 0.456, 0.406)"), ("(0.2470, 0.2435, 0.2616)", "(0.229, 0.224, 0.225)")],
-                       {}, "seed", {"q1": 2, "q2": 2}),  # normalise (train, test), and the holes' fill is ImageNet's mean
-    "no_totensor": ([("            ToTensorV2(),\n", ""), (", ToTensorV2()])", "])")], {}, "seed",
-                    {"q1": 3, "q2": 2, "q5": 0, "q6": 0, "q7": 0}),  # numpy images break every cell that stacks them
-    "cutout_v1_args": ([(CUTOUT, "max_holes=1, max_height=16, max_width=16, min_holes=1, min_height=16, min_width=16, fill_value=mean_pixel, p=0.5")],
-                       {}, "seed", {"q1": 3}),
-    "gradcam_wrong_layer": ([("layer.register_forward_hook(self._keep)", "model.layer4.register_forward_hook(self._keep)")], {},
-                            "seed", {"q3": 2}),
+    "test_flip": (
+        [(TEST_PIPELINE, TEST_PIPELINE.replace("[A.Normalize", "[A.HorizontalFlip(p=0.5), A.Normalize"))],
+        {},
+        "seed",
+        {"q2": 2},
+    ),
+    "imagenet_stats": (
+        [("(0.4914, 0.4822, 0.4465)", "(0.485, 0.456, 0.406)"), ("(0.2470, 0.2435, 0.2616)", "(0.229, 0.224, 0.225)")],
+        {},
+        "seed",
+        {"q1": 2, "q2": 2},
+    ),  # normalise (train, test), and the holes' fill is ImageNet's mean
+    "no_totensor": (
+        [("            ToTensorV2(),\n", ""), (", ToTensorV2()])", "])")],
+        {},
+        "seed",
+        {"q1": 3, "q2": 2, "q5": 0, "q6": 0, "q7": 0},
+    ),  # numpy images break every cell that stacks them
+    "cutout_v1_args": (
+        [
+            (
+                CUTOUT,
+                "max_holes=1, max_height=16, max_width=16, min_holes=1, min_height=16, min_width=16, "
+                "fill_value=mean_pixel, p=0.5",
+            )
+        ],
+        {},
+        "seed",
+        {"q1": 3},
+    ),
+    "gradcam_wrong_layer": (
+        [("layer.register_forward_hook(self._keep)", "model.layer4.register_forward_hook(self._keep)")],
+        {},
+        "seed",
+        {"q3": 2},
+    ),
     "gradcam_keeps_hooks": ([("            handle.remove()\n", "            pass\n")], {}, "seed", {"q3": 2}),
-    "inline_transforms": ([], {"imports": ("from s9 import GradCAM, test_transforms, train_transforms", INLINE)}, "seed", {"q0": 0}),
+    "inline_transforms": (
+        [],
+        {"imports": ("from s9 import GradCAM, test_transforms, train_transforms", INLINE)},
+        "seed",
+        {"q0": 0},
+    ),
     "weights_80": ([], {}, "weak", {"q4": 0}),
-    "infinite_loop": ([], {"class-accuracy": ("class_acc = ", "while True:\n    pass\nclass_acc = ")}, "seed", {"q7": 0}),
-    "syntax_error": ([("def test_transforms():", "def test_transforms()")], {}, "seed",
-                     {"q1": 0, "q2": 0, "q3": 0, "q5": 0, "q6": 0, "q7": 0}),
-    "reads_hidden_tests": ([], {"mistakes": ("mistakes = ", "print(open(AUTOGRADER + '/tests/q6.py').read())\nmistakes = ")}, "seed",
-                           {"q6": 0}),
+    "infinite_loop": (
+        [],
+        {"class-accuracy": ("class_acc = ", "while True:\n    pass\nclass_acc = ")},
+        "seed",
+        {"q7": 0},
+    ),
+    "syntax_error": (
+        [("def test_transforms():", "def test_transforms()")],
+        {},
+        "seed",
+        {"q1": 0, "q2": 0, "q3": 0, "q5": 0, "q6": 0, "q7": 0},
+    ),
+    "reads_hidden_tests": (
+        [],
+        {"mistakes": ("mistakes = ", "print(open(AUTOGRADER + '/tests/q6.py').read())\nmistakes = ")},
+        "seed",
+        {"q6": 0},
+    ),
 }
 
 EXPECTED = {"reference": FULL, **{name: {**FULL, **change[3]} for name, change in WRONG.items()}}
