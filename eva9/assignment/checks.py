@@ -47,7 +47,7 @@ def need(record: dict[str, Any] | None, key: str | None = None) -> Any:
         raise Missing(f"s9.py could not be imported: {record['import_error']}")
     value = record if key is None else record.get(key)
     if value is None:
-        raise Missing(f"no {key} was recorded")
+        raise Missing(f"no {key} was recorded (the cell that makes it did not run to the end: see the feedback)")
     if isinstance(value, dict) and "error" in value:
         raise Missing(value["error"])
     return value

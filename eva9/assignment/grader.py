@@ -334,7 +334,7 @@ def grade_submission(
     points, reasons, lines = {}, [], []
     for test_file in tests:
         test_file.run(env)
-        got = 0.0
+        got, lost = 0.0, {}  # lost: reason -> points, so one cause lost in several tests reads once
         for case_result in test_file.test_case_results:
             case = case_result.test_case
             test = getattr(getattr(case.body, "test_func", None), "__name__", case.name)
@@ -344,8 +344,9 @@ def grade_submission(
                 lines.append(f"- {test_file.name} `{test}`: passed ({worth})")
             else:
                 reason = _short_reason(case_result.message)
-                reasons.append(f"{test_file.name} -{case.points:g}: {reason}")
+                lost[reason] = lost.get(reason, 0.0) + case.points
                 lines.append(f"- {test_file.name} `{test}`: **lost {worth}**: {reason}")
+        reasons += [f"{test_file.name} -{p:g}: {reason}" for reason, p in lost.items()]
         points[test_file.name] = got
     result = Result(folder.name, points, possible, reasons, seconds=time.monotonic() - started, executed=executed)
     result.feedback = _feedback(result, lines, notes)

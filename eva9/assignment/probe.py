@@ -200,9 +200,9 @@ def _short(error: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(error.__traceback__) if "eva9" not in f.filename]
     if frames:
         where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})"
-    if isinstance(error, SyntaxError):
-        where = f" ({Path(error.filename or 's9.py').name}:{error.lineno})"
     message = " ".join(str(error).split())[:200]
+    if isinstance(error, SyntaxError):
+        where, message = f" ({Path(error.filename or 's9.py').name}:{error.lineno})", str(error.msg)
     return f"{type(error).__name__}: {message}{where}"
 
 
