@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         default=100,
         help="official test images per class for the accuracy; 0 = all 10,000 (default 100)",
     )
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     grade.add_argument("--no-isolation", action="store_true", help="no namespaces: only for trusted submissions")
     args = parser.parse_args(argv)
     if args.command == "build":
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         notebook_timeout=args.notebook_timeout,
         test_per_class=args.test_per_class,
         isolate=not args.no_isolation,
+        jobs=args.jobs,
     )
     try:
         results = grade_folder(args.submissions, args.autograder, args.out, settings)

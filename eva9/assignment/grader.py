@@ -19,6 +19,7 @@ one submission becomes that row's reason, and the others are graded.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -26,7 +27,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,7 @@ class Settings:
     test_per_class: int = 100
     isolate: bool = True
     threads: int = 1
+    jobs: int = 1
 
 
 @dataclass
@@ -166,6 +170,7 @@ def _maps(path: Path) -> np.ndarray | None:
     return maps.astype(np.float64) if maps.shape == expected and np.isfinite(maps).all() else None
 
 
+@functools.lru_cache(maxsize=1)
 def reference_maps() -> np.ndarray:
     """eva9's GradCAM maps of the fixed network and inputs at :data:`probe.LAYERS` (layers × 4 × 32 × 32)."""
     from ..cam import GradCAM
@@ -182,16 +187,18 @@ class Accuracy:
     def __init__(self, per_class: int) -> None:
         self.per_class = per_class
         self._known: dict[str, dict[str, Any]] = {}
-        self._loader = None
+        self._loader: Any = None
+        self._lock = threading.Lock()
 
     def __call__(self, path: Path) -> dict[str, Any]:
         raw = _read_capped(path, MAX_WEIGHTS_BYTES)
         if raw is None:
             return {"error": f"no {WEIGHTS} was handed in (or it is not a plain file under 200 MB)"}
         digest = hashlib.sha256(raw).hexdigest()
-        if digest not in self._known:
-            self._known[digest] = self._measure(raw)
-        return self._known[digest]
+        with self._lock:  # one measurement at a time, each distinct file once
+            if digest not in self._known:
+                self._known[digest] = self._measure(raw)
+            return self._known[digest]
 
     def _measure(self, raw: bytes) -> dict[str, Any]:
         import torch
@@ -334,7 +341,7 @@ def grade_submission(
     points, reasons, lines = {}, [], []
     for test_file in tests:
         test_file.run(env)
-        got, lost = 0.0, {}  # lost: reason -> points, so one cause lost in several tests reads once
+        got, lost = 0.0, dict[str, float]()  # lost: reason -> points, so one cause lost in several tests reads once
         for case_result in test_file.test_case_results:
             case = case_result.test_case
             test = getattr(getattr(case.body, "test_func", None), "__name__", case.name)
@@ -389,7 +396,9 @@ def grade_folder(
     hidden = [autograder, submissions, out]
     accuracy = Accuracy(settings.test_per_class)
     results = []
-    for folder in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.is_symlink()):
+    folders = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.is_symlink())
+
+    def one(folder: Path) -> Result:
         try:
             result = grade_submission(
                 folder, autograder, settings, hidden=hidden, accuracy=accuracy, public_tests=public_tests
@@ -403,11 +412,14 @@ def grade_folder(
                 [f"grader error: {type(error).__name__}: {' '.join(str(error).split())[:200]}"],
             )
             result.feedback = _feedback(result, [], result.reasons)
-        results.append(result)
         name = "".join(c if c.isalnum() or c in "._-" else "_" for c in folder.name)
         write_atomic(out / "feedback" / f"{name}.md", result.feedback)
         if result.executed is not None:  # the notebook as it ran under the grader, for the teacher to read
             write_atomic(out / "executed" / f"{name}.ipynb", json.dumps(result.executed))
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, settings.jobs)) as pool:  # each submission: its own processes
+        results = list(pool.map(one, folders))
     write_atomic(out / "grades.csv", _csv(results))
     return results
 
