@@ -44,22 +44,25 @@ def main(argv: list[str] | None = None) -> dict:
         root = Path(tmp)
         start = time.perf_counter()
         master = ROOT / "assignment" / "s9_assignment.ipynb"
-        subprocess.run([sys.executable, "-m", "otter", "assign", str(master), str(root / "dist")], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "otter", "assign", str(master), str(root / "dist")], check=True, capture_output=True
+        )
         build_seconds = time.perf_counter() - start
         folder = root / "submissions"
         folder.mkdir()
         submissions.make(folder, root / "dist", TEN)
         start = time.perf_counter()
-        results = grade_folder(folder, root / "dist" / "autograder", root / "grades", Settings(cell_timeout=20))
+        results = grade_folder(folder, root / "dist" / "autograder", root / "grades", Settings(cell_timeout=20, jobs=2))
         grade_seconds = time.perf_counter() - start
         with open(root / "grades" / "grades.csv", newline="") as f:
             table = f.read()
     rows = list(csv.DictReader(table.splitlines()))
     print(table)
-    print(f"Otter Assign build: {build_seconds:.1f} s; grading {len(results)} submissions: {grade_seconds:.1f} s "
-          f"(goal < 120 s); per submission: " + ", ".join(f"{r.student} {r.seconds:.0f} s" for r in results))
-    settings = {"submissions": TEN, "cell_timeout": 20, "test_per_class": 100, "cpu_count": os.cpu_count()}
+    print(
+        f"Otter Assign build: {build_seconds:.1f} s; grading {len(results)} submissions: {grade_seconds:.1f} s "
+        f"(goal < 120 s); per submission: " + ", ".join(f"{r.student} {r.seconds:.0f} s" for r in results)
+    )
+    settings = {"submissions": TEN, "cell_timeout": 20, "jobs": 2, "test_per_class": 100, "cpu_count": os.cpu_count()}
     measurements = {
         "build_seconds": build_seconds,
         "grade_seconds": grade_seconds,

@@ -44,7 +44,9 @@ def graded(tmp_path_factory):
     folder.mkdir()
     submissions.make(folder, dist)
     out = root / "grades"
-    grade_folder(folder, dist / "autograder", out, Settings(cell_timeout=20, notebook_timeout=300, probe_timeout=120))
+    grade_folder(
+        folder, dist / "autograder", out, Settings(cell_timeout=20, notebook_timeout=300, probe_timeout=120, jobs=2)
+    )
     with open(out / "grades.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     return rows, out, dist
