@@ -8,6 +8,7 @@ the CSV and the feedback. The checks' arithmetic is tested alone on hand-made re
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,31 +23,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "grading_cases"))
 import submissions  # noqa: E402
 
+DATA = Path(os.environ.get("EVA9_DATA_DIR", str(ROOT / "data")))
 needs_data = pytest.mark.skipif(
-    not (Path(__import__("os").environ.get("EVA9_DATA_DIR", "/nonexistent")) / "cifar-10-batches-py").is_dir()
-    and not (ROOT / "data" / "cifar-10-batches-py").is_dir(),
-    reason="the grader evaluates weights on the official test images: set EVA9_DATA_DIR",
+    not (DATA / "cifar-10-batches-py").is_dir(),
+    reason="the grader evaluates weights on the official test images: set EVA9_DATA_DIR to a CIFAR-10 copy",
 )
 needs_sandbox = pytest.mark.skipif(not sandbox.available(), reason="unshare cannot make namespaces here")
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """Build the assignment, write every submission, grade the folder: (rows by student, output folder, dist)."""
-    root = tmp_path_factory.mktemp("assignment")
-    dist = root / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "otter", "assign", str(ROOT / "assignment" / "s9_assignment.ipynb"), str(dist)],
-        check=True,
-        capture_output=True,
-    )
-    folder = root / "submissions"
+def dist(tmp_path_factory):
+    """The assignment built by Otter Assign: dist/student and dist/autograder."""
+    out = tmp_path_factory.mktemp("assignment") / "dist"
+    master = ROOT / "assignment" / "s9_assignment.ipynb"
+    subprocess.run([sys.executable, "-m", "otter", "assign", str(master), str(out)], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def graded(dist):
+    """Every submission written and graded once, as a teacher would: (rows by student, output folder, dist)."""
+    folder = dist.parent / "submissions"
     folder.mkdir()
     submissions.make(folder, dist)
-    out = root / "grades"
-    grade_folder(
-        folder, dist / "autograder", out, Settings(cell_timeout=20, notebook_timeout=300, probe_timeout=120, jobs=2)
-    )
+    out = dist.parent / "grades"
+    settings = Settings(cell_timeout=20, notebook_timeout=300, probe_timeout=120, jobs=2)
+    grade_folder(folder, dist / "autograder", out, settings)
     with open(out / "grades.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     return rows, out, dist
@@ -95,8 +97,7 @@ def test_a_hanging_cell_is_cut_at_its_limit_and_the_rest_still_runs(graded):
     assert float(rows["infinite_loop"]["q6"]) == 1  # the cell before it counted; the one after ran too
 
 
-def test_public_tests_ship_without_the_hidden_ones(graded):
-    _, _, dist = graded
+def test_public_tests_ship_without_the_hidden_ones(dist):
     student = (dist / "student" / "tests" / "q1.py").read_text()
     teacher = (dist / "autograder" / "tests" / "q1.py").read_text()
     assert "hidden=True" in teacher and "hidden=True" not in student
