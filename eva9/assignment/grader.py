@@ -394,6 +394,7 @@ def grade_folder(
     (out / "feedback").mkdir(parents=True, exist_ok=True)
     (out / "executed").mkdir(exist_ok=True)
     hidden = [autograder, submissions, out]
+    reference_maps()  # once, before the threads: it seeds torch's global generator, which they would share
     accuracy = Accuracy(settings.test_per_class)
     results = []
     folders = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.is_symlink())

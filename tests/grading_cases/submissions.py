@@ -26,6 +26,8 @@ INLINE = """from s9 import GradCAM
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
 
 def train_transforms():
     return A.Compose([A.HorizontalFlip(p=0.5), A.Normalize(mean=MEAN, std=STD), ToTensorV2()])
