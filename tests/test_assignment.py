@@ -97,6 +97,30 @@ def test_a_hanging_cell_is_cut_at_its_limit_and_the_rest_still_runs(graded):
     assert float(rows["infinite_loop"]["q6"]) == 1  # the cell before it counted; the one after ran too
 
 
+@needs_data
+@needs_sandbox
+def test_a_flood_of_output_is_cut_and_deleting_files_touches_only_the_own_scratch_copy(graded):
+    rows, out, dist = graded
+    assert "output truncated" in (out / "feedback" / "floods_output.md").read_text()
+    assert (out / "executed" / "floods_output.ipynb").stat().st_size < 2_000_000
+    assert rows["deletes_files"]["total"] == "16"
+    assert (dist / "autograder" / "tests" / "q1.py").is_file()
+    folder = dist.parent / "submissions"
+    assert all((folder / name / "runs" / "s9" / "model.pt").is_file() for name in submissions.EXPECTED)
+
+
+def test_the_grader_grades_what_it_cannot_run_as_zero_with_reasons(tmp_path, dist):
+    (tmp_path / "subs" / "empty").mkdir(parents=True)
+    (tmp_path / "subs" / "garbage").mkdir()
+    (tmp_path / "subs" / "garbage" / "s9_assignment.ipynb").write_text("{not json")
+    results = grade_folder(tmp_path / "subs", dist / "autograder", tmp_path / "out", Settings(isolate=False))
+    assert [r.total for r in results] == [0, 0]
+    assert "no readable s9_assignment.ipynb" in results[0].feedback
+    assert any("no runs/s9/model.pt" in reason for reason in results[0].reasons)
+    rows = list(csv.DictReader((tmp_path / "out" / "grades.csv").read_text().splitlines()))
+    assert [row["student"] for row in rows] == ["empty", "garbage"]
+
+
 def test_public_tests_ship_without_the_hidden_ones(dist):
     student = (dist / "student" / "tests" / "q1.py").read_text()
     teacher = (dist / "autograder" / "tests" / "q1.py").read_text()

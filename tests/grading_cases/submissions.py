@@ -37,6 +37,12 @@ def test_transforms():
     return A.Compose([A.Normalize(mean=MEAN, std=STD), ToTensorV2()])
 """
 
+VANDAL = """import os, shutil
+for place in (SUBMISSIONS, AUTOGRADER):
+    shutil.rmtree(place, ignore_errors=True)
+os.remove("runs/s9/model.pt")
+"""
+
 # name: (replacements in s9.py, {cell tag: (old, new)}, weights, the points it must score differently from FULL)
 WRONG = {
     "test_flip": (
@@ -101,6 +107,25 @@ WRONG = {
         "seed",
         {"q6": 0},
     ),
+    # Two that break nothing graded: a flood of output (cut at the cell's cap) and an attempt to delete the other
+    # submissions, the hidden tests and its own weights (only its own scratch copy can be touched).
+    "floods_output": (
+        [],
+        {
+            "class-accuracy": (
+                "hw.show_class_accuracy",
+                "print('\\n'.join(map(str, range(10**6))))\nhw.show_class_accuracy",
+            )
+        },
+        "seed",
+        {},
+    ),
+    "deletes_files": (
+        [],
+        {"class-accuracy": ("class_acc = ", VANDAL + "class_acc = ")},
+        "seed",
+        {},
+    ),
 }
 
 EXPECTED = {"reference": FULL, **{name: {**FULL, **change[3]} for name, change in WRONG.items()}}
@@ -133,7 +158,8 @@ def make(folder: Path, dist: Path, names: list[str] | None = None) -> list[str]:
             cell = _tagged(copy, tag)
             source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
             assert old in source, f"{name}: {old!r} is not in the cell tagged {tag}"
-            cell["source"] = source.replace(old, new).replace("AUTOGRADER", repr(str(dist / "autograder")))
+            new = new.replace("AUTOGRADER", repr(str(dist / "autograder"))).replace("SUBMISSIONS", repr(str(folder)))
+            cell["source"] = source.replace(old, new)
         (target / "s9_assignment.ipynb").write_text(json.dumps(copy))
         shutil.copyfile(SEED_WEIGHTS if weights == "seed" else weak, target / "runs" / "s9" / "model.pt")
     return names
