@@ -33,7 +33,18 @@ import submissions  # noqa: E402
 
 from eva9.assignment.grader import Settings, grade_folder  # noqa: E402
 
-TEN = [name for name in submissions.WRONG if name != "reads_hidden_tests"]
+TEN = [
+    "test_flip",
+    "imagenet_stats",
+    "no_totensor",
+    "cutout_v1_args",
+    "gradcam_wrong_layer",
+    "gradcam_keeps_hooks",
+    "inline_transforms",
+    "weights_80",
+    "infinite_loop",
+    "syntax_error",
+]
 
 
 def main(argv: list[str] | None = None) -> dict:
