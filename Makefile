@@ -71,10 +71,10 @@ student: $(STAMP)
 	$(BIN)/python tools/student_edition.py _build/student
 
 # The S9 assignment (assignment/README.md): Otter Assign turns the master notebook into the student notebook
-# (assignment/dist/student/, with s9.py and the public checks) and the autograder's tests (assignment/dist/autograder/).
+# (_build/assignment/student/, with s9.py and the public checks) and the autograder's tests (_build/assignment/autograder/).
 assignment: $(STAMP)
-	rm -rf assignment/dist
-	$(BIN)/python -m eva9.assignment build --out assignment/dist
+	rm -rf _build/assignment
+	$(BIN)/python -m eva9.assignment build --out _build/assignment
 
 # Grade every submission folder in SUBMISSIONS=dir: _build/grades/grades.csv and one feedback file per student.
 grade: assignment
