@@ -8,6 +8,7 @@ the CSV and the feedback. The checks' arithmetic is tested alone on hand-made re
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -190,3 +191,50 @@ def test_s9_may_not_borrow_a_gradcam():
     assert checks.forbidden_imports("from eva9.cam import GradCAM\nimport torch") == ["eva9.cam"]
     assert checks.forbidden_imports("import pytorch_grad_cam.base_cam as b") == ["pytorch_grad_cam.base_cam"]
     assert checks.forbidden_imports("import torch") == []
+
+
+PROBE_SANDBOX = """
+import json, os, socket, sys
+found = {}
+try:
+    found["hidden"] = os.listdir(sys.argv[1])
+except OSError as error:
+    found["hidden"] = type(error).__name__
+try:
+    open(sys.argv[2], "w")
+    found["outside"] = "written"
+except OSError as error:
+    found["outside"] = type(error).__name__
+try:
+    socket.create_connection(("1.1.1.1", 80), timeout=2)
+    found["network"] = "connected"
+except OSError as error:
+    found["network"] = type(error).__name__
+found["pids"] = len([p for p in os.listdir("/proc") if p.isdigit()])
+open("found.json", "w").write(json.dumps(found))
+"""
+
+
+@needs_sandbox
+def test_the_sandbox_hides_folders_blocks_writes_and_the_network_and_shows_only_its_own_processes(tmp_path):
+    scratch, secret, outside = tmp_path / "scratch", tmp_path / "secret", tmp_path / "outside.txt"
+    scratch.mkdir()
+    secret.mkdir()
+    (secret / "q1.py").write_text("hidden")
+    (scratch / "probe.py").write_text(PROBE_SANDBOX)
+    command = [sys.executable, "probe.py", str(secret), str(outside)]
+    outcome = sandbox.run(command, scratch, hidden=[secret], timeout=60)
+    assert outcome.returncode == 0, outcome.output
+    found = json.loads((scratch / "found.json").read_text())
+    assert found["hidden"] in ([], "PermissionError")
+    assert found["outside"] == "OSError" and not outside.exists()
+    assert found["network"] in ("OSError", "ConnectionRefusedError", "TimeoutError") or "Network" in found["network"]
+    assert found["pids"] <= 5  # the shell's exec chain and python: nothing of the grader's
+    assert (secret / "q1.py").read_text() == "hidden"
+
+
+@needs_sandbox
+def test_the_sandbox_kills_a_process_tree_at_its_time_limit(tmp_path):
+    command = ["sh", "-c", "sleep 100 & sleep 100"]
+    outcome = sandbox.run(command, tmp_path, timeout=2)
+    assert outcome.timed_out and outcome.returncode is None
