@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
@@ -238,3 +239,18 @@ def test_the_sandbox_kills_a_process_tree_at_its_time_limit(tmp_path):
     command = ["sh", "-c", "sleep 100 & sleep 100"]
     outcome = sandbox.run(command, tmp_path, timeout=2)
     assert outcome.timed_out and outcome.returncode is None
+
+
+def test_a_cell_keeps_at_most_its_output_cap_even_from_one_huge_message(tmp_path):
+    from eva9.assignment.execute import MAX_OUTPUT_CHARS, TRUNCATED, execute
+
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(s) for s in ("print('x' * 10**7)", "for i in range(10**5): print(i)", "1 + 1")]
+    )
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    execute(tmp_path / "in.ipynb", tmp_path / "out.ipynb", cell_timeout=60)
+    done = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    for cell in done.cells[:2]:
+        assert sum(len(o.get("text", "")) for o in cell.outputs) <= MAX_OUTPUT_CHARS + len(TRUNCATED)
+        assert [o.get("text") for o in cell.outputs].count(TRUNCATED) == 1
+    assert done.cells[2].outputs[0]["data"]["text/plain"] == "2"

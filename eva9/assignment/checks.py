@@ -43,6 +43,8 @@ def need(record: dict[str, Any] | None, key: str | None = None) -> Any:
     """``record[key]`` (or ``record``), or :class:`Missing` carrying the error that stopped it."""
     if record is None:
         raise Missing("nothing was recorded (the probe did not finish: time limit or crash)")
+    if "error" in record and key is not None:
+        raise Missing(record["error"])
     if "import_error" in record:
         raise Missing(f"s9.py could not be imported: {record['import_error']}")
     value = record if key is None else record.get(key)

@@ -34,13 +34,21 @@ class CappedClient(NotebookClient):
     """A NotebookClient whose cells keep at most :data:`MAX_OUTPUT_CHARS` of output each."""
 
     def output(self, outs, msg, display_id, cell_index):
-        """Keep the output while the cell's budget lasts; then one note, then nothing."""
-        kept = sum(_size(o) for o in outs)
-        if kept >= MAX_OUTPUT_CHARS:
+        """Keep the output while the cell's budget lasts, the last one cut to fit; then one note, then nothing."""
+        budget = MAX_OUTPUT_CHARS - sum(_size(o) for o in outs)
+        if budget <= 0:
             if not any(o.get("text") == TRUNCATED for o in outs):
                 outs.append(nbformat.v4.new_output("stream", name="stderr", text=TRUNCATED))
             return None
-        return super().output(outs, msg, display_id, cell_index)
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is not None and _size(out) > budget:  # one huge message: keep its head
+            if isinstance(out.get("text"), str):
+                out["text"] = out["text"][:budget]
+            for key, value in list(out.get("data", {}).items()):
+                if len(str(value)) > budget:
+                    out["data"][key] = str(value)[:budget] if key.startswith("text/") else ""
+            outs.append(nbformat.v4.new_output("stream", name="stderr", text=TRUNCATED))
+        return out
 
 
 def execute(notebook: str | Path, out: str | Path, *, cell_timeout: int = 60) -> None:

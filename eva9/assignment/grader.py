@@ -147,9 +147,9 @@ def _environment(scratch: Path, settings: Settings) -> dict[str, str]:
     return env
 
 
-def _record(path: Path) -> dict[str, Any] | None:
-    """A JSON record a sandboxed step wrote, or None if it is missing, too large or not a JSON object."""
-    raw = _read_capped(path, MAX_RECORD_BYTES)
+def _record(path: Path, limit: int = MAX_RECORD_BYTES) -> dict[str, Any] | None:
+    """A JSON record a sandboxed step wrote, or None if it is missing, larger than ``limit`` or not a JSON object."""
+    raw = _read_capped(path, limit)
     try:
         value = json.loads(raw) if raw is not None else None
     except ValueError:
@@ -309,13 +309,15 @@ def grade_submission(
                 )
                 if outcome.timed_out:
                     notes.append(f"the notebook ran past the grader's limit of {settings.notebook_timeout} s")
-                executed = _record(run_dir / ".executed.ipynb")
+                executed = _record(run_dir / ".executed.ipynb", MAX_NOTEBOOK_BYTES)
             except Exception as error:  # a notebook nbformat cannot read
                 notes.append(f"the notebook could not be read: {' '.join(str(error).split())[:150]}")
-            env["answers"] = _record(run_dir / "answers.json") if executed is not None else None
+            env["answers"] = (_record(run_dir / "answers.json") if executed is not None else None) or {
+                "error": "the notebook did not run to its end (the whole notebook's time limit, or its kernel died)"
+            }
         else:
             notes.append(f"no readable {NOTEBOOK} was handed in")
-            env["answers"] = None
+            env["answers"] = {"error": f"no readable {NOTEBOOK} was handed in"}
         if module_raw is not None:
             (probe_dir / MODULE).write_bytes(module_raw)
             outcome = sandbox.run(
