@@ -38,6 +38,7 @@ import nbformat
 import numpy as np
 
 from . import probe as probe_module
+from .execute import TRUNCATED
 from . import sandbox
 
 __all__ = ["NOTEBOOK", "MODULE", "WEIGHTS", "Settings", "Result", "grade_submission", "grade_folder"]
@@ -235,7 +236,7 @@ def _cell_problems(executed: dict[str, Any] | None) -> list[str]:
                     else f"{name}: {value}"
                 )
                 problems.append(f"cell {number}: {kind}")
-            if output.get("text") == "[eva9 grader: output truncated]\n":
+            if TRUNCATED.strip() in str(output.get("text", "")):
                 problems.append(f"cell {number}: output truncated")
     return problems
 
