@@ -2,7 +2,7 @@
 
 ``python -m eva9.assignment.execute NOTEBOOK OUT`` is what the grader runs inside the sandbox: every cell runs,
 errors or not; a cell that runs past its time limit is interrupted and the next one runs; a cell's outputs stop
-at :data:`MAX_OUTPUT_CHARS` (a note says how much was dropped), so a million printed lines cost a few kilobytes.
+at :data:`MAX_OUTPUT_CHARS` (a note says so), so a million printed lines cost at most a megabyte.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from nbclient import NotebookClient
 
 __all__ = ["MAX_OUTPUT_CHARS", "execute"]
 
-MAX_OUTPUT_CHARS = 20_000
-"""The most characters of text and images one cell keeps among its outputs."""
+MAX_OUTPUT_CHARS = 1_000_000
+"""The most characters (text, and images as base64) one cell keeps among its outputs: a figure is some 50,000."""
 
 
 def _size(output) -> int:
