@@ -396,7 +396,8 @@ def grade_folder(
     public_tests = autograder.parent / "student" / "tests"
     (out / "feedback").mkdir(parents=True, exist_ok=True)
     (out / "executed").mkdir(exist_ok=True)
-    hidden = [autograder, submissions, out]
+    master = Path(__file__).resolve().parents[2] / "assignment"  # a checkout's master notebook and solution
+    hidden = [autograder, submissions, out] + ([master] if master.is_dir() else [])
     reference_maps()  # once, before the threads: it seeds torch's global generator, which they would share
     accuracy = Accuracy(settings.test_per_class)
     results = []
