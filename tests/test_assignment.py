@@ -254,3 +254,27 @@ def test_a_cell_keeps_at_most_its_output_cap_even_from_one_huge_message(tmp_path
         assert sum(len(o.get("text", "")) for o in cell.outputs) <= MAX_OUTPUT_CHARS + len(TRUNCATED)
         assert [o.get("text") for o in cell.outputs].count(TRUNCATED) == 1
     assert done.cells[2].outputs[0]["data"]["text/plain"] == "2"
+
+
+def test_the_training_cell_loads_handed_in_weights_and_under_the_grader_never_trains(tmp_path, monkeypatch):
+    import torch
+
+    from eva9.assignment import scaffold
+    from eva9.models import resnet18
+
+    reference = resnet18()
+    (tmp_path / "run").mkdir()
+    torch.save(reference.state_dict(), tmp_path / "run" / "model.pt")
+    loaded = scaffold.train_network(None, None, out=tmp_path / "run")
+    assert not loaded.training
+    assert torch.equal(loaded.state_dict()["linear.weight"], reference.state_dict()["linear.weight"])
+    monkeypatch.setenv(scaffold.GRADING_ENV, "1")
+    stand_in = scaffold.train_network(None, None, out=tmp_path / "empty")
+    assert not stand_in.training and not (tmp_path / "empty").exists()
+
+
+def test_the_command_line_says_in_one_line_what_is_missing(tmp_path, capsys):
+    from eva9.assignment.__main__ import main
+
+    assert main(["grade", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--no-isolation"]) == 1
+    assert capsys.readouterr().err.strip().count("\n") == 0

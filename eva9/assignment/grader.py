@@ -38,8 +38,8 @@ import nbformat
 import numpy as np
 
 from . import probe as probe_module
-from .execute import TRUNCATED
 from . import sandbox
+from .execute import TRUNCATED
 
 __all__ = ["NOTEBOOK", "MODULE", "WEIGHTS", "Settings", "Result", "grade_submission", "grade_folder"]
 
