@@ -80,6 +80,14 @@ def test_reference_scores_full_marks_and_every_student_gets_feedback(graded):
 
 @needs_data
 @needs_sandbox
+def test_a_notebook_that_ran_without_making_an_answer_is_told_which_answer(graded):
+    rows, _, _ = graded
+    reasons = rows["no_totensor"]["reasons"]
+    assert "q5 -1: no maps was recorded" in reasons and "did not run to its end" not in reasons
+
+
+@needs_data
+@needs_sandbox
 def test_hidden_tests_are_out_of_reach_of_the_submission(graded):
     rows, out, dist = graded
     reasons = rows["reads_hidden_tests"]["reasons"]

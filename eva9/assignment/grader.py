@@ -313,9 +313,12 @@ def grade_submission(
                 executed = _record(run_dir / ".executed.ipynb", MAX_NOTEBOOK_BYTES)
             except Exception as error:  # a notebook nbformat cannot read
                 notes.append(f"the notebook could not be read: {' '.join(str(error).split())[:150]}")
-            env["answers"] = (_record(run_dir / "answers.json") if executed is not None else None) or {
-                "error": "the notebook did not run to its end (the whole notebook's time limit, or its kernel died)"
-            }
+            answers = _record(run_dir / "answers.json") if executed is not None else None
+            if answers is None:  # (an empty record is an answer: the notebook ran and defined none of the names)
+                answers = {
+                    "error": "the notebook did not run to its end (the whole notebook's time limit, or its kernel died)"
+                }
+            env["answers"] = answers
         else:
             notes.append(f"no readable {NOTEBOOK} was handed in")
             env["answers"] = {"error": f"no readable {NOTEBOOK} was handed in"}
