@@ -18,8 +18,8 @@ ifdef EVA9_DATA_DIR
 export EVA9_DATA_DIR := $(abspath $(EVA9_DATA_DIR))
 endif
 
-.PHONY: setup book test imports unit notebooks notebooks-unpublished reader-notebooks book-strict browser-check chromium mathjax lint workflows citation \
-	set-repository student clean
+.PHONY: setup book test imports unit notebooks notebooks-unpublished reader-notebooks assignment-pairing book-strict browser-check chromium mathjax lint workflows citation \
+	set-repository student assignment grade clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,7 @@ book: $(STAMP) $(MATHJAX) student
 	$(BIN)/jupyter-book build .
 	@echo "Book built: open _build/html/index.html"
 
-test: lint imports unit reader-notebooks notebooks notebooks-unpublished book-strict browser-check workflows citation
+test: lint imports unit reader-notebooks assignment-pairing notebooks notebooks-unpublished book-strict browser-check workflows citation
 
 # The package's layering (import-linter contracts in pyproject.toml): one-way layers, no cycles, the engine below
 # the analysis. First in `make test`: a wrong import fails in seconds.
@@ -66,6 +66,11 @@ reader-notebooks: $(STAMP)
 	@test -z "$$(git status --porcelain -- 'book/*.ipynb')" || { \
 	  echo "book/*.ipynb are not current: commit what tools/reader_notebooks.py made"; git status --short -- 'book/*.ipynb'; exit 1; }
 
+# The assignment's master notebook is a jupytext pair (assignment/README.md): its .md and .ipynb agree.
+assignment-pairing: $(STAMP)
+	$(BIN)/jupytext --to ipynb --update assignment/s9_assignment.md
+	git diff --exit-code -- 'assignment/*.ipynb'
+
 book-strict: $(STAMP) $(MATHJAX) student
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
@@ -73,6 +78,17 @@ book-strict: $(STAMP) $(MATHJAX) student
 # as a download (so the book's builds make it first).
 student: $(STAMP)
 	$(BIN)/python tools/reader_notebooks.py student _build/student
+
+# The S9 assignment (assignment/README.md): Otter Assign turns the master notebook into the student notebook
+# (_build/assignment/student/, with s9.py and the public checks) and the autograder's tests (_build/assignment/autograder/).
+assignment: $(STAMP)
+	rm -rf _build/assignment
+	$(BIN)/python -m eva9.assignment build --out _build/assignment
+
+# Grade every submission folder in SUBMISSIONS=dir: _build/grades/grades.csv and one feedback file per student.
+grade: assignment
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-submission-folders"; exit 2; }
+	$(BIN)/python -m eva9.assignment grade $(SUBMISSIONS) --out _build/grades
 
 browser-check: $(STAMP) chromium
 	$(BIN)/pytest tests/html

@@ -30,6 +30,8 @@ PLACES = (
     "CITATION.cff",
     "book/*.md",
     "book/*.ipynb",
+    "assignment/s9_assignment.md",
+    "assignment/s9_assignment.ipynb",
     "tests/html/test_built_book.py",
     "eva9/published.json",
 )
