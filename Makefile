@@ -23,8 +23,11 @@ endif
 
 setup: $(STAMP)
 
+# Without a CUDA GPU, PyTorch's CPU-only wheels first, from its own index when that answers (no CUDA libraries);
+# else, or with a GPU, the default wheels come with requirements.txt. tools/torch_wheels.py says which it did.
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python tools/torch_wheels.py
 	$(BIN)/pip install -r requirements.txt
 	touch $@
 
