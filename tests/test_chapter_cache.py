@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -147,3 +148,64 @@ def test_nbval_runs_what_changed_records_passes_and_always_runs_a_failing_assert
 
     assert chapter_cache.nbval(cache, [good], pytest_cmd, everything=True) == 0  # --all: recorded or not
     assert f"nbval: {good}\n" in capfd.readouterr().out
+
+
+PAGE = """---
+jupytext:
+  text_representation:
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# A chapter
+
+```{code-cell} ipython3
+with open(COUNTER, "a") as counter:
+    counter.write("executed\\n")
+assert CLAIM
+```
+"""
+
+
+def test_a_book_build_executes_each_chapter_once_per_change(tmp_path):
+    """A tiny Jupyter Book with the project's execute settings and extension: built twice, its chapter executes
+    once; after an input changes (here an EVA9_* variable), the next build executes it again without being told to;
+    a chapter whose assert fails fails the build and is not recorded."""
+    import subprocess
+
+    book, counter = tmp_path / "book", tmp_path / "executions.txt"
+    book.mkdir()
+    (book / "_config.yml").write_text(
+        "title: tiny\nexecute:\n  execute_notebooks: cache\n  raise_on_error: true\n"
+        f"sphinx:\n  local_extensions:\n    chapter_cache: {ROOT / 'tools'}\n"
+    )
+    (book / "_toc.yml").write_text("format: jb-book\nroot: page\n")
+
+    def write_page(claim: str) -> None:
+        (book / "page.md").write_text(PAGE.replace("COUNTER", repr(str(counter))).replace("CLAIM", claim))
+
+    def build(*extra: str, **env: str):
+        jupyter_book = Path(sys.executable).parent / "jupyter-book"
+        environment = {k: v for k, v in os.environ.items() if k != "EVA9_TEST_INPUT"} | env
+        done = subprocess.run(
+            [str(jupyter_book), "build", str(book), *extra], capture_output=True, text=True, env=environment
+        )
+        return done.returncode, done.stdout + done.stderr, counter.read_text().count("executed")
+
+    write_page("True")
+    status, log, executions = build()
+    assert (status, executions) == (0, 1), log
+    assert "no recorded executions yet" in log
+    status, log, executions = build("--all")  # every page read again: its outputs come from the cache
+    assert (status, executions) == (0, 1), log
+    assert "inputs are unchanged" in log
+    status, log, executions = build(EVA9_TEST_INPUT="changed")
+    assert (status, executions) == (0, 2), log
+    assert "environment (EVA9_*, TORCH_HOME, CUDA) changed since the recorded executions" in log
+    write_page("1 == 2")
+    for attempt in (3, 4):  # never recorded: the failing chapter executes, and fails, every time
+        status, log, executions = build(EVA9_TEST_INPUT="changed")
+        assert status != 0 and executions == attempt, log
