@@ -116,7 +116,15 @@ def run(
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     if root or os.environ.get("EVA9_DATA_DIR"):
         env["EVA9_DATA_DIR"] = str(Path(root or os.environ["EVA9_DATA_DIR"]).resolve())
-    measured = {}
+    settings_out = {
+        "commit": commit.stdout.strip(),
+        "uncommitted_changes": bool(status.stdout.strip()),
+        "venv": str(venv),
+        "data_dir": env.get("EVA9_DATA_DIR"),
+        "cpus": os.cpu_count(),
+    }
+    name_out = "build" if only is None else f"build-{only}"
+    measured: dict[str, dict] = {}
     parent = Path(tempfile.mkdtemp(prefix="eva9-bench-build-"))
     try:
         for name, targets in commands.items():
@@ -130,6 +138,7 @@ def run(
             if measured[name]["failed"]:
                 log = (parent / f"{name}.log").read_text()[-3000:]
                 print(f"make {measured[name]['failed']} failed; the end of its log:\n{log}", flush=True)
+            common.record(name_out, settings_out, {"commands": measured}, out)  # what is measured so far
     finally:
         if keep:
             print(f"clones and logs kept in {parent}")
@@ -139,14 +148,7 @@ def run(
         minutes, seconds = divmod(result["total_seconds"], 60)
         load = result["load_average_1min"]
         print(f"make {name}: {minutes:.0f} min {seconds:.0f} s (load average {load['min']}–{load['max']})")
-    settings_out = {
-        "commit": commit.stdout.strip(),
-        "uncommitted_changes": bool(status.stdout.strip()),
-        "venv": str(venv),
-        "data_dir": env.get("EVA9_DATA_DIR"),
-        "cpus": os.cpu_count(),
-    }
-    return common.record("build" if only is None else f"build-{only}", settings_out, {"commands": measured}, out)
+    return common.record(name_out, settings_out, {"commands": measured}, out)
 
 
 def main(argv: list[str] | None = None) -> None:
