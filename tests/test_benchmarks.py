@@ -337,5 +337,6 @@ def test_build_benchmark_times_make_targets_in_clean_clones(tmp_path):
     for name, targets in module.TINY.items():
         timed = record["commands"][name]
         assert timed["targets"] == targets and list(timed["seconds"]) == targets and timed["failed"] is None
+        assert timed["finished"]
         assert timed["total_seconds"] == pytest.approx(sum(timed["seconds"].values()), abs=0.2)
         assert 0 <= timed["load_average_1min"]["min"] <= timed["load_average_1min"]["max"]
