@@ -340,3 +340,14 @@ def test_build_benchmark_times_make_targets_in_clean_clones(tmp_path):
         assert timed["finished"]
         assert timed["total_seconds"] == pytest.approx(sum(timed["seconds"].values()), abs=0.2)
         assert 0 <= timed["load_average_1min"]["min"] <= timed["load_average_1min"]["max"]
+
+
+def test_chapters_benchmark_times_each_chapter_and_its_cells(tmp_path):
+    module = bench("bench_chapters")
+    assert module.chapters_in_order()[:2] == ["intro", "data"]  # the table of contents' order
+    module.run(module.TINY, tmp_path)
+    record = check_record(tmp_path / "chapters.json", "chapters")
+    intro = record["chapters"]["intro"]
+    assert intro["error"] is None and intro["seconds"] > 0
+    assert intro["cells"] and all(cell["seconds"] >= 0 for cell in intro["cells"])
+    assert record["total_seconds"] == intro["seconds"]
