@@ -1,7 +1,9 @@
 # Two commands do everything on a fresh machine (see README.md):
-#   make book   set up .venv, then build the HTML book into _build/html (executing every chapter)
-#   make test   set up .venv, then the import contracts, unit tests, notebooks under nbval, jupytext pairing,
-#               strict book build, browser check, and the GitHub workflows and CITATION.cff against their schemas
+#   make book   set up .venv, then build the HTML book into _build/html (executing each chapter changed since the
+#               last build, or every chapter the first time)
+#   make test   set up .venv, then lint, the import contracts, unit tests, the strict book build, the notebooks under
+#               nbval (those no build has executed as they are), jupytext pairing, browser check, and the GitHub
+#               workflows and CITATION.cff against their schemas
 # Point at a local CIFAR-10 copy with EVA9_DATA_DIR=/path/to/cifar10 (else torchvision downloads it into data/).
 
 PYTHON ?= python3
