@@ -202,6 +202,16 @@ def test_a_book_build_executes_each_chapter_once_per_change(tmp_path):
     status, log, executions = build("--all")  # every page read again: its outputs come from the cache
     assert (status, executions) == (0, 1), log
     assert "inputs are unchanged" in log
+    from myst_nb.core.read import read_myst_markdown_notebook  # the page's notebook, as nbval would be given it
+
+    as_read = read_myst_markdown_notebook((book / "page.md").read_text())
+    nbformat.write(nbformat.from_dict(as_read), tmp_path / "page.ipynb")
+    skipped = subprocess.run(  # run as `make notebooks` runs it: another process, the same inputs
+        [sys.executable, str(ROOT / "tools" / "chapter_cache.py"), "nbval", str(book / "_build" / ".jupyter_cache"),
+         "--pytest", "false", str(tmp_path / "page.ipynb")],
+        capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "EVA9_TEST_INPUT"},
+    )  # fmt: skip
+    assert skipped.returncode == 0 and "executed without error with this code and these inputs" in skipped.stdout
     status, log, executions = build(EVA9_TEST_INPUT="changed")
     assert (status, executions) == (0, 2), log
     assert "environment (EVA9_*, TORCH_HOME, CUDA) changed since the recorded executions" in log
