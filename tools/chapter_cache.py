@@ -164,9 +164,9 @@ def _prepare_for_build(app) -> None:
     config = app.env.mystnb_config
     app.eva9_chapters_afresh = False
     if config.execution_mode == "cache":
-        said = prepare(Path(config.execution_cache_path), fingerprint())
-        app.eva9_chapters_afresh = "unchanged" not in said
-        logging.getLogger(__name__).info(said)
+        cache, current = Path(config.execution_cache_path), fingerprint()
+        app.eva9_chapters_afresh = _stored(cache) != current
+        logging.getLogger(__name__).info(prepare(cache, current))
 
 
 def _pages_to_read_again(app, env, added, changed, removed) -> list[str]:
