@@ -138,7 +138,8 @@ def test_the_recorded_ranking_of_the_published_weights_is_what_the_code_computes
         record_ranking.STEPS, 0,
     )  # fmt: skip
     recorded = rankings.recorded_ranking(network.name, settings)
-    assert recorded is not None, f"no ranking recorded for '{network.name}': run python benchmarks/record_ranking.py"
+    if recorded is None:  # e.g. another copy of CIFAR-10 (other images): the chapter computes the ranking itself
+        pytest.skip(f"no ranking of '{network.name}' recorded for these images: python benchmarks/record_ranking.py")
     first_two = gradcam.faithfulness_scores(
         network.model, images[:2], book.RANKING_METHODS, record_ranking.LAYERS, steps=record_ranking.STEPS, seed=0
     )
