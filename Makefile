@@ -1,7 +1,9 @@
 # Two commands do everything on a fresh machine (see README.md):
-#   make book   set up .venv, then build the HTML book into _build/html (executing every chapter)
-#   make test   set up .venv, then the import contracts, unit tests, notebooks under nbval, reader notebooks current,
-#               strict book build, browser check, and the GitHub workflows and CITATION.cff against their schemas
+#   make book   set up .venv, then build the HTML book into _build/html (executing each chapter changed since the
+#               last build, or every chapter the first time)
+#   make test   set up .venv, then lint, the import contracts, unit tests, the reader notebooks current, the
+#               assignment's pairing, the strict book build, the notebooks under nbval (those no build has executed
+#               as they are), browser check, and the GitHub workflows and CITATION.cff against their schemas
 # Point at a local CIFAR-10 copy with EVA9_DATA_DIR=/path/to/cifar10 (else torchvision downloads it into data/).
 
 PYTHON ?= python3
@@ -23,16 +25,25 @@ endif
 
 setup: $(STAMP)
 
+# Without a CUDA GPU, PyTorch's CPU-only wheels first, from its own index when that answers (no CUDA libraries);
+# else, or with a GPU, the default wheels come with requirements.txt. tools/torch_wheels.py says which it did.
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python tools/torch_wheels.py
 	$(BIN)/pip install -r requirements.txt
 	touch $@
+
+# The chapters execute once per change: the builds keep their executions in jupyter-cache (_config.yml's execute
+# section), and nbval skips a chapter recorded there with the same code and inputs (tools/chapter_cache.py, which
+# also empties the cache at each build's start when the package, results/, the requirements or EVA9_* changed).
+CACHE := _build/.jupyter_cache
+CHAPTER_CACHE := $(BIN)/python tools/chapter_cache.py
 
 book: $(STAMP) $(MATHJAX) student
 	$(BIN)/jupyter-book build .
 	@echo "Book built: open _build/html/index.html"
 
-test: lint imports unit reader-notebooks assignment-pairing notebooks notebooks-unpublished book-strict browser-check workflows citation
+test: lint imports unit reader-notebooks assignment-pairing book-strict notebooks notebooks-unpublished browser-check workflows citation
 
 # The package's layering (import-linter contracts in pyproject.toml): one-way layers, no cycles, the engine below
 # the analysis. First in `make test`: a wrong import fails in seconds.
@@ -46,16 +57,19 @@ unit: $(STAMP)
 NBVAL := $(BIN)/pytest --nbval --nbval-cell-timeout=3600
 
 # The chapters run as a reader without a GPU gets them: the training chapter trains the cpu profile live (into
-# book/runs/cpu, which notebooks-unpublished and book-strict then reuse instead of training again), the others
-# explain the published weights in results/weights/.
+# book/runs/cpu, which the other runs then reuse instead of training again), the others explain the published
+# weights in results/weights/. nbval runs each notebook that no book build or earlier nbval run executed without
+# error with the same code and inputs (after `make book` or `make book-strict`: none); NBVAL_ALL=1 runs them all.
 notebooks: $(STAMP)
-	$(NBVAL) book/
+	$(CHAPTER_CACHE) nbval $(CACHE) --pytest "$(NBVAL)" $(if $(NBVAL_ALL),--all) book/*.ipynb
 
 # The chapters that use a trained network, as a reader gets them where no weights are published (an empty results
 # folder and an empty hub cache, so that no copy of the weights is at hand): they fall back to the profile's run.
+# Their passes are recorded apart (other inputs, other outputs).
 notebooks-unpublished: $(STAMP)
 	mkdir -p _build/no-results _build/no-results-torch
-	EVA9_RESULTS_DIR=$(CURDIR)/_build/no-results TORCH_HOME=$(CURDIR)/_build/no-results-torch $(NBVAL) book/intro.ipynb book/training.ipynb \
+	EVA9_RESULTS_DIR=$(CURDIR)/_build/no-results TORCH_HOME=$(CURDIR)/_build/no-results-torch $(CHAPTER_CACHE) nbval \
+	  _build/.nbval-unpublished --pytest "$(NBVAL)" $(if $(NBVAL_ALL),--all) book/intro.ipynb book/training.ipynb \
 	  book/gradcam.ipynb book/errors.ipynb book/results.ipynb
 
 # The notebooks a reader opens (Colab, Jupyter, nbval) are made from the MyST chapters by tools/reader_notebooks.py:
@@ -71,8 +85,10 @@ assignment-pairing: $(STAMP)
 	$(BIN)/jupytext --to ipynb --update assignment/s9_assignment.md
 	git diff --exit-code -- 'assignment/*.ipynb'
 
+# Every page read afresh (--all), so that a page unchanged since `make book` shows its warnings too; its outputs come
+# from the cache, so a chapter executed by `make book` is not executed again.
 book-strict: $(STAMP) $(MATHJAX) student
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/jupyter-book build . -W -n --keep-going --all
 
 # The student edition: every chapter's notebook without the exercise solutions, and their zip, which the intro links
 # as a download (so the book's builds make it first).

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import analysis, data, models, results, train, weights
+from . import analysis, data, gradcam, models, results, train, weights
+from .results import rankings
 from .utils import pick_device
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "test_loader",
     "class_samples",
     "class_accuracy_table",
+    "faithfulness_scores",
+    "RANKING_COMMAND",
 ]
 
 REPOSITORY_URL = f"https://github.com/{weights.REPOSITORY}"
@@ -218,6 +221,45 @@ def class_accuracy_table(config: train.TrainConfig) -> results.Table:
         for row, value in zip(table.rows, accuracy):
             row.append(round(100 * float(value), 1))
     return table
+
+
+RANKING_COMMAND = "python benchmarks/record_ranking.py"
+"""The command that records the GradCAM chapter's ranking for the published weights (``--check`` recomputes it)."""
+
+RANKING_METHODS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam")
+"""The methods the GradCAM chapter ranks (every gradient method and EigenCAM; ScoreCAM costs too much here)."""
+
+
+def faithfulness_scores(
+    network: Network, images: torch.Tensor, layers: list[str], steps: int, seed: int = 0, quiet: bool = False
+) -> gradcam.Faithfulness:
+    """:func:`eva9.gradcam.faithfulness_scores` of the network on ``images``, read from its recorded ranking
+    (``results/rankings/<name>.json``) where one was computed for these weights, images and settings, else
+    computed here; prints one line saying which."""
+    recorded = None
+    if network.published:
+        entry = weights.get(network.name)
+        settings = rankings.ranking_settings(entry.sha256, images, RANKING_METHODS, layers, steps, seed)
+        recorded = rankings.recorded_ranking(network.name, settings)
+    if recorded is None:
+        if not quiet:
+            print(f"Computing the ranking here for {images.shape[0]} images (some minutes on a CPU).")
+        return gradcam.faithfulness_scores(network.model, images, RANKING_METHODS, layers, steps=steps, seed=seed)
+    scores, record = recorded
+    if not quiet:
+        machine = record["machine"]
+        print(
+            textwrap.fill(
+                f"Recorded, not computed here: this ranking of the published weights '{network.name}' on these "
+                f"{images.shape[0]} images was computed as this cell would compute it, on {record['date'][:10]} "
+                f"(eva9 commit {record.get('commit', '?')}, {machine['cores']}-core {machine['cpu']}, "
+                f"{record.get('seconds', 0) / 60:.0f} min), and is read from "
+                f"results/{rankings.RANKINGS}/{network.name}.json. `{RANKING_COMMAND} --check` recomputes it "
+                "and compares.",
+                88,
+            )
+        )
+    return scores
 
 
 def test_loader(config: train.TrainConfig) -> DataLoader:

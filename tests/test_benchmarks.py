@@ -325,3 +325,29 @@ def test_the_cpu_profile_benchmark_repeats_itself_exactly_for_the_same_seed(make
     torch.manual_seed(12345)  # whatever ran before must not matter
     second = module.run(changes, root, tmp_path / "second")
     assert [row["train_loss"] for row in first["epochs"]] == [row["train_loss"] for row in second["epochs"]]
+
+
+def test_build_benchmark_times_make_targets_in_clean_clones(tmp_path):
+    """bench_build.py on tiny targets: each command in its own clone, target by target, with the load average."""
+    module = bench("bench_build")
+    assert module.test_targets()[:2] == ["lint", "imports"]  # read from the Makefile's `test:` rule
+    module.run(module.TINY, tmp_path, venv=Path(sys.prefix))
+    record = check_record(tmp_path / "build.json", "build")
+    assert record["settings"]["commit"] and record["settings"]["cpus"] >= 1
+    for name, targets in module.TINY.items():
+        timed = record["commands"][name]
+        assert timed["targets"] == targets and list(timed["seconds"]) == targets and timed["failed"] is None
+        assert timed["finished"]
+        assert timed["total_seconds"] == pytest.approx(sum(timed["seconds"].values()), abs=0.2)
+        assert 0 <= timed["load_average_1min"]["min"] <= timed["load_average_1min"]["max"]
+
+
+def test_chapters_benchmark_times_each_chapter_and_its_cells(tmp_path):
+    module = bench("bench_chapters")
+    assert module.chapters_in_order()[:2] == ["intro", "data"]  # the table of contents' order
+    module.run(module.TINY, tmp_path)
+    record = check_record(tmp_path / "chapters.json", "chapters")
+    intro = record["chapters"]["intro"]
+    assert intro["error"] is None and intro["seconds"] > 0
+    assert intro["cells"] and all(cell["seconds"] >= 0 for cell in intro["cells"])
+    assert record["total_seconds"] == intro["seconds"]

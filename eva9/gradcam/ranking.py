@@ -70,6 +70,48 @@ class Faithfulness(NamedTuple):
         keep = [row for row in self.deletion if row.endswith(f" @ {layer}") or row in BASELINES]
         return {row: self.deletion[row] for row in keep}, {row: self.insertion[row] for row in keep}
 
+    def to_dict(self) -> dict:
+        """The scores as plain JSON values (NaN as None): each row's curves and correlations, image by image."""
+
+        def curve(c: FaithfulnessCurve) -> dict:
+            return {
+                "fractions": c.fractions.tolist(),
+                "probabilities": c.probabilities.tolist(),
+                "targets": c.targets.tolist(),
+            }
+
+        return {
+            "steps": self.steps,
+            "deletion": {row: curve(c) for row, c in self.deletion.items()},
+            "insertion": {row: curve(c) for row, c in self.insertion.items()},
+            "randomization": {
+                row: [None if math.isnan(v) else v for v in t.tolist()] for row, t in self.randomization.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "scores") -> Faithfulness:
+        """Scores read back from :meth:`to_dict`'s values, checked: the same rows in each measure, every curve
+        of ``steps + 1`` probabilities in [0, 1] for the same images; a ``ValueError`` naming ``source`` if not."""
+        try:
+            steps, rows = int(raw["steps"]), list(raw["deletion"])
+            if not (0 < steps <= 1000 and 0 < len(rows) <= 1000) or any(set(raw[m]) != set(rows) for m in MEASURES):
+                raise ValueError("the measures must hold the same rows")
+            parts = {kind: {row: _curve(kind, raw[kind][row], steps) for row in rows} for kind in MEASURES[:2]}
+            randomization = {
+                row: torch.tensor([math.nan if v is None else float(v) for v in raw["randomization"][row]],
+                                  dtype=torch.float64)
+                for row in rows
+            }  # fmt: skip
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{source}: not a valid ranking of the CAM family ({error})") from None
+        images = {len(t) for t in randomization.values()} | {
+            len(c.targets) for curves in parts.values() for c in curves.values()
+        }
+        if len(images) != 1:
+            raise ValueError(f"{source}: not a valid ranking of the CAM family (rows hold different image counts)")
+        return cls(parts["deletion"], parts["insertion"], randomization, steps)
+
     def table(self) -> str:
         """One small table per measure, methods × layers (the best cell starred), with the baselines' values
         below the deletion and insertion tables: easier to read than one row per method and layer."""
@@ -107,6 +149,17 @@ _HEADINGS = (
     "insertion area ↑ (higher is better)",
     "randomisation r ↓ (rank correlation of the maps of the trained and the random network)",
 )
+
+
+def _curve(kind: str, raw: dict, steps: int) -> FaithfulnessCurve:
+    fractions = torch.tensor(raw["fractions"], dtype=torch.float64)
+    probabilities = torch.tensor(raw["probabilities"], dtype=torch.float64)
+    targets = torch.tensor(raw["targets"], dtype=torch.int64)
+    if fractions.shape != (steps + 1,) or probabilities.ndim != 2 or probabilities.shape[1] != steps + 1:
+        raise ValueError(f"a {kind} curve must have {steps + 1} fractions and probabilities per image")
+    if len(targets) != len(probabilities) or not bool(((probabilities >= 0) & (probabilities <= 1)).all()):
+        raise ValueError(f"a {kind} curve needs one target per image and probabilities in [0, 1]")
+    return FaithfulnessCurve(kind, fractions, probabilities, targets)
 
 
 def faithfulness_scores(
