@@ -45,6 +45,8 @@ def page(tmp_path_factory) -> str:
         shutil.copy(ROOT / name, book / name)
     for folder in ("_ext", "_theme"):
         shutil.copytree(ROOT / folder, book / folder)
+    (book / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "chapter_cache.py", book / "tools")  # the other local extension _config.yml loads
     (book / "_toc.yml").write_text("format: jb-book\nroot: index\n")
     (book / "index.md").write_text(PAGE)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
@@ -71,3 +73,25 @@ def test_what_a_cell_prints_in_a_loop_is_one_output_box(page):
     boxes = re.findall(r'<div class="output stream[^"]*">', page)
     assert len(boxes) == 1, f"the three printed lines came out in {len(boxes)} boxes"
     assert all(stage in page for stage in ("layer1", "layer2", "layer3"))
+
+
+def _mapping_without_repeated_keys(loader, node):
+    """A YAML mapping that refuses a key given twice (PyYAML keeps the last one silently)."""
+    keys = [loader.construct_object(key, deep=True) for key, _ in node.value]
+    repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+    assert not repeated, f"_config.yml gives {repeated} twice at line {node.start_mark.line + 1}: the last one wins"
+    return loader.construct_mapping(node, deep=True)
+
+
+def test_the_config_names_each_setting_once_so_every_local_extension_loads():
+    yaml = pytest.importorskip("yaml")
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeated_keys)
+    config = yaml.load((ROOT / "_config.yml").read_text(), Loader=Loader)
+    extensions = config["sphinx"]["local_extensions"]
+    assert extensions == {"chapter_cache": "tools", "js_once": "_ext"}
+    for name, folder in extensions.items():
+        assert (ROOT / folder / f"{name}.py").is_file()
