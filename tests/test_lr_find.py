@@ -203,3 +203,13 @@ def test_a_figure_without_a_suggestion_says_the_test_was_too_short():
     ax = plots.lr_range_test(found).axes[0]
     labels = [line.get_label().replace("\n", " ") for line in ax.get_lines()]
     assert any("too short to suggest" in label for label in labels)
+
+
+def test_the_summary_is_short_lines_that_fit_the_books_column():
+    # the book prints it under the chapter's live test; one 219-character line scrolled sideways at 1280 px
+    lrs = ramp(48, 1e-3, 3.0)
+    rng = np.random.default_rng(1)
+    losses = [2.35 + 0.13 * rng.standard_normal() if lr < 0.02 else 40.0 for lr in lrs]
+    for found in (read_range_test(zip(lrs, losses), beta=0.9), read_range_test(zip(lrs, [2.0] * 48), beta=0.9)):
+        lines = found.summary().splitlines()
+        assert len(lines) == 3 and all(len(line) <= 100 for line in lines), lines

@@ -73,18 +73,16 @@ class LRFinding(NamedTuple):
         return "the next loss was not finite"
 
     def summary(self) -> str:
-        """One line: the steps, where and why the test stopped, and the suggestion or why there is none."""
+        """Three short lines: the steps, where and why the test stopped, and the suggestion or why there is none."""
         if not self.lrs:
             return "no step recorded: the first loss was not finite"
         reason = self.stop_reason()
-        stop = f"stopped at lr {self.lrs[-1]:.3g}, the loss diverged: {reason}" if reason else "no divergence"
+        stop = f"stopped at lr {self.lrs[-1]:.3g}, the loss diverged ({reason})" if reason else "no divergence"
         if self.suggestion is not None:
             advice = f"suggestion {self.suggestion:.3g} (where the smoothed loss fell fastest)"
         else:
-            advice = (
-                "no suggestion: the loss did not fall clearly before it rose (the test was too short to suggest one)"
-            )
-        return f"{len(self.lrs)} steps from lr {self.lrs[0]:.3g} to {self.lrs[-1]:.3g} ({stop}); {advice}"
+            advice = "no suggestion: the loss did not fall clearly before it rose (too short to suggest one)"
+        return f"{len(self.lrs)} steps from lr {self.lrs[0]:.3g} to {self.lrs[-1]:.3g}\n{stop}\n{advice}"
 
 
 def _check_bounds(start: float, end: float, steps: int) -> None:
